@@ -1,0 +1,118 @@
+//! `herald-local`: run the bundle, migrate, create tenants, issue development tokens.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use herald::config::JwtConfig;
+use herald_local::server::{self, ServerConfig};
+use herald_local::{DEFAULT_DATABASE_URL, DEV_JWT_SECRET, database, tenant, token};
+
+#[derive(Parser)]
+#[command(
+    name = "herald-local",
+    version,
+    about = "Every Herald function behind one local port"
+)]
+struct Cli {
+    /// The owner's PostgreSQL connection; the database is created if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    database_url: String,
+    /// HS256 secret tokens are signed and checked with.
+    #[arg(long, env = "HERALD_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, global = true)]
+    jwt_secret: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then serve every function on one port.
+    Serve {
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The application role's connection (default: DATABASE_URL as `herald_app`).
+        #[arg(long, env = "HERALD_APP_DATABASE_URL")]
+        app_database_url: Option<String>,
+        #[arg(long, env = "SLOW_QUERY_MS", default_value_t = 1000)]
+        slow_query_ms: u64,
+    },
+    /// Create the database if needed and apply every migration.
+    Migrate,
+    /// Tenant administration.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Print a token the local gateway accepts.
+    Token {
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant owned by --owner; prints it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            port,
+            host,
+            app_database_url,
+            slow_query_ms,
+        } => {
+            herald::telemetry::init();
+            let jwt = JwtConfig {
+                hs256_secret: Some(cli.jwt_secret),
+                jwks_url: std::env::var("HERALD_JWKS_URL").ok(),
+                issuer: std::env::var("HERALD_JWT_ISSUER").ok(),
+                audience: std::env::var("HERALD_JWT_AUDIENCE").ok(),
+            };
+            let config = ServerConfig {
+                app_database_url,
+                addr: SocketAddr::new(host, port),
+                slow_query: Duration::from_millis(slow_query_ms),
+                ..ServerConfig::new(cli.database_url, jwt)
+            };
+            let running = server::start(config).await?;
+            eprintln!("herald-local listening on http://{}", running.addr);
+            tokio::select! {
+                result = running.task => result??,
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Command::Migrate => {
+            database::migrate(&cli.database_url).await?;
+            eprintln!("migrated");
+        }
+        Command::Tenant {
+            command: TenantCommand::Create { name, owner },
+        } => {
+            database::migrate(&cli.database_url).await?;
+            let pool = database::owner_pool(&cli.database_url).await?;
+            let created = tenant::create(&pool, &name, &owner).await?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        Command::Token { sub, tenant, ttl } => {
+            println!("{}", token::issue(&cli.jwt_secret, &sub, tenant, ttl)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The contacts function: `/api/contacts`.
+
+use http::StatusCode;
+
+use crate::App;
+use crate::auth::Access;
+use crate::contacts::import::{self, ImportReport};
+use crate::contacts::input::{ContactPatch, CreateContact, NewContact, UpdateContact};
+use crate::contacts::store::{self, ListQuery};
+use crate::contacts::{Contact, ContactPage};
+use crate::domain::{Cursor, Limit, Offset};
+use crate::events::{self, EventType};
+use crate::http::problem::ProblemDocument;
+use crate::http::{Body, Problem, Request, Response, body, request, response};
+
+pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    match super::route_key(&req) {
+        "GET /api/contacts" => list(app, &req).await,
+        "POST /api/contacts" => create(app, &req).await,
+        "POST /api/contacts/import" => import(app, &req).await,
+        "GET /api/contacts/{id}" => get(app, &req).await,
+        "PATCH /api/contacts/{id}" => update(app, &req).await,
+        "DELETE /api/contacts/{id}" => delete(app, &req).await,
+        _ => Err(super::no_route(&req)),
+    }
+}
+
+/// List live contacts, newest first.
+#[utoipa::path(get, path = "/api/contacts", tag = "contacts",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("search" = Option<String>, Query, description = "Substring of name, email or phone"),
+    ),
+    responses(
+        (status = 200, body = ContactPage),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let query = list_query(req)?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let (mut items, total) = store::list(&mut tx, &query).await?;
+    tx.commit().await?;
+
+    let limit = query.limit.get() as usize;
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        Cursor::after(items[limit - 1].id).encode()
+    });
+    response::ok(&ContactPage {
+        items,
+        total,
+        next_cursor,
+    })
+}
+
+fn list_query(req: &Request) -> Result<ListQuery, Problem> {
+    let param = |name| request::query(req, name);
+    let limit = Limit::parse(param("limit")).map_err(|e| Problem::field("/limit", e.0))?;
+    let offset = param("offset")
+        .map(Offset::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/offset", e.0))?;
+    let cursor = param("cursor")
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/cursor", e.0))?;
+    if offset.is_some() && cursor.is_some() {
+        return Err(Problem::field(
+            "/cursor",
+            "use either offset or cursor, not both",
+        ));
+    }
+    let search = match param("search").map(str::trim) {
+        None | Some("") => None,
+        Some(s) if s.chars().count() > 100 => {
+            return Err(Problem::field("/search", "must be at most 100 characters"));
+        }
+        Some(s) => Some(s.to_owned()),
+    };
+    Ok(ListQuery {
+        limit,
+        offset,
+        cursor,
+        search,
+    })
+}
+
+/// Create a contact.
+#[utoipa::path(post, path = "/api/contacts", tag = "contacts",
+    request_body = CreateContact,
+    responses(
+        (status = 201, body = Contact),
+        (status = 409, description = "A live contact has this phone or email", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: CreateContact = body::json(req)?;
+    let new = NewContact::parse(input).map_err(Problem::invalid)?;
+    let contact = store::insert(&mut tx, &new).await?;
+    events::emit(&mut tx, EventType::ContactCreated, &contact).await?;
+    tx.commit().await?;
+    response::json(StatusCode::CREATED, &contact)
+}
+
+/// Import up to 10,000 contacts from CSV (`text/csv`, with a header row) or a JSON array.
+#[utoipa::path(post, path = "/api/contacts/import", tag = "contacts",
+    request_body(description = "CSV with a header row (name, phone, email, optedOut; other columns become attributes) or a JSON array of contacts",
+        content(
+            (Vec<CreateContact> = "application/json"),
+            (String = "text/csv"),
+        )),
+    responses(
+        (status = 200, description = "Valid rows imported in one transaction; the rest reported", body = ImportReport),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn import(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Write).await?;
+    let bytes = body::bytes(req, body::IMPORT_LIMIT)?;
+    let parsed = match body::media_type(req).as_deref() {
+        Some("text/csv") => import::parse_csv(bytes)?,
+        Some(mt) if body::is_json(mt) => import::parse_json(bytes)?,
+        None => import::parse_json(bytes)?,
+        Some(_) => {
+            return Err(Problem::unsupported_media_type(
+                "text/csv or application/json",
+            ));
+        }
+    };
+    let import::Plan { rows, mut report } = import::plan(parsed);
+
+    let (numbers, contacts): (Vec<usize>, Vec<NewContact>) = rows.into_iter().unzip();
+    let inserted = store::insert_many(&mut tx, &contacts).await?;
+    let inserted_ids: std::collections::HashSet<_> = inserted.iter().map(|c| c.id).collect();
+    for (row, contact) in numbers.into_iter().zip(&contacts) {
+        if !inserted_ids.contains(&contact.id) {
+            report.duplicates.push(import::DuplicateRow {
+                row,
+                reason: "a live contact already has this phone or email".into(),
+                duplicate_of_row: None,
+            });
+        }
+    }
+    report.duplicates.sort_by_key(|d| d.row);
+    report.imported = inserted.len();
+    events::emit_all(&mut tx, EventType::ContactCreated, &inserted).await?;
+    tx.commit().await?;
+    response::ok(&report)
+}
+
+/// Get one contact.
+#[utoipa::path(get, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Contact),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let contact = store::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("contact"))?;
+    tx.commit().await?;
+    response::ok(&contact)
+}
+
+/// Change a contact.
+#[utoipa::path(patch, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateContact,
+    responses(
+        (status = 200, body = Contact),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: UpdateContact = body::json(req)?;
+    let patch = ContactPatch::parse(input).map_err(Problem::invalid)?;
+    let contact = store::update(&mut tx, id, &patch)
+        .await?
+        .ok_or_else(|| Problem::not_found("contact"))?;
+    events::emit(&mut tx, EventType::ContactUpdated, &contact).await?;
+    tx.commit().await?;
+    response::ok(&contact)
+}
+
+/// Delete a contact (soft: it disappears from the API and from future campaigns).
+#[utoipa::path(delete, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let contact = store::soft_delete(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("contact"))?;
+    events::emit(&mut tx, EventType::ContactDeleted, &contact).await?;
+    tx.commit().await?;
+    response::no_content()
+}

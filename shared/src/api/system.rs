@@ -1,0 +1,67 @@
+//! The system function: health, locales and the OpenAPI description. No tenant, no token.
+
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::App;
+use crate::http::locale::LocaleInfo;
+use crate::http::{Body, Locale, Problem, Request, Response, response};
+
+pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    match super::route_key(&req) {
+        "GET /health" => health(app).await,
+        "GET /api/locales" => locales(),
+        "GET /api/openapi.json" => openapi(),
+        _ => Err(super::no_route(&req)),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: &'static str,
+    pub database: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
+    ))]
+pub async fn health(app: &App) -> Result<Response<Body>, Problem> {
+    let db_ok = app.db().ping().await;
+    let health = Health {
+        status: if db_ok { "ok" } else { "degraded" },
+        database: if db_ok { "ok" } else { "unreachable" },
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    response::json(status, &health)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Locales {
+    pub items: Vec<LocaleInfo>,
+}
+
+/// The languages error titles are available in (chosen by `Accept-Language`).
+#[utoipa::path(get, path = "/api/locales", tag = "system",
+    responses((status = 200, description = "Available languages", body = Locales)))]
+pub fn locales() -> Result<Response<Body>, Problem> {
+    response::ok(&Locales {
+        items: Locale::ALL.into_iter().map(Locale::info).collect(),
+    })
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub fn openapi() -> Result<Response<Body>, Problem> {
+    response::ok(&crate::openapi::document())
+}

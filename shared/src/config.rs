@@ -1,0 +1,71 @@
+//! Configuration from the environment, read once per container.
+
+use std::time::Duration;
+
+/// How tokens are verified. At least one of the two key sources must be configured.
+#[derive(Clone, Debug, Default)]
+pub struct JwtConfig {
+    /// HS256 shared secret, for local development and tests.
+    pub hs256_secret: Option<String>,
+    /// JWKS endpoint for RS256/ES256 tokens (Cognito, Auth0) in production.
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub jwt: JwtConfig,
+    /// Statements slower than this are logged as warnings and counted as slow.
+    pub slow_query: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let jwt = JwtConfig {
+            hs256_secret: var("HERALD_JWT_SECRET"),
+            jwks_url: var("HERALD_JWKS_URL"),
+            issuer: var("HERALD_JWT_ISSUER"),
+            audience: var("HERALD_JWT_AUDIENCE"),
+        };
+        if jwt.hs256_secret.is_none() && jwt.jwks_url.is_none() {
+            return Err(ConfigError::Missing("HERALD_JWT_SECRET or HERALD_JWKS_URL"));
+        }
+        Ok(Config {
+            database_url: var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            // One Lambda container serves one request at a time: two connections cover a
+            // handler plus a health probe without crowding RDS.
+            db_max_connections: parse_var("DB_MAX_CONNECTIONS")?.unwrap_or(2),
+            jwt,
+            slow_query: Duration::from_millis(parse_var("SLOW_QUERY_MS")?.unwrap_or(1000)),
+        })
+    }
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_var<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name)
+        .map(|v| {
+            v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}

@@ -1,0 +1,130 @@
+//! The database: a pool for the application role and the one way to reach tenant data.
+//!
+//! Handlers never see the pool. They get a [`TenantTx`]: a transaction whose tenant was set
+//! with `set_config('app.tenant_id', …, true)` (transaction-local, so a pooled connection
+//! never carries one caller's tenant to the next) and whose caller was found in
+//! `tenant_members`. Row-level security does the rest, even for a query that forgets its
+//! `WHERE tenant_id`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::auth::Role;
+
+/// Herald's schema migrations, embedded in every binary that may run them.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl Database {
+    /// A pool that connects on first use, so a cold start does not wait on the database.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        slow_query: Duration,
+        application: &str,
+    ) -> Result<Database, sqlx::Error> {
+        Ok(Database::connect_lazy_with(
+            PgConnectOptions::from_str(url)?,
+            max_connections,
+            slow_query,
+            application,
+        ))
+    }
+
+    pub fn connect_lazy_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+        slow_query: Duration,
+        application: &str,
+    ) -> Database {
+        let options = options
+            .application_name(application)
+            .log_statements(log::LevelFilter::Debug)
+            .log_slow_statements(log::LevelFilter::Warn, slow_query);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            // Fail fast when the pool is exhausted or the server is gone: a 503 the client
+            // can retry beats a request that hangs until API Gateway's 30 s timeout.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(options);
+        Database { pool }
+    }
+
+    /// Opens a transaction in `tenant` for `sub`. `None` when `sub` is not a member; the
+    /// same answer for a tenant that does not exist, so nobody can probe for tenants.
+    pub async fn begin_tenant(
+        &self,
+        tenant: Uuid,
+        sub: &str,
+    ) -> Result<Option<TenantTx>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT app.enter_tenant($1, $2)")
+            .bind(tenant)
+            .bind(sub)
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        crate::metrics::note_tenant(tenant);
+        tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
+        Ok(Some(TenantTx { tx, tenant, role }))
+    }
+
+    /// Whether the database answers (for `/health`). Touches no tenant table.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// A transaction bound to one tenant and one caller's role in it.
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant: Uuid,
+    role: Role,
+}
+
+impl TenantTx {
+    pub fn tenant(&self) -> Uuid {
+        self.tenant
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The connection, for running queries inside the transaction.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// The constraint a unique violation names, if `err` is one.
+pub fn unique_violation(err: &sqlx::Error) -> Option<&str> {
+    constraint_of(err, "23505")
+}
+
+/// The constraint a CHECK violation names, if `err` is one.
+pub fn check_violation(err: &sqlx::Error) -> Option<&str> {
+    constraint_of(err, "23514")
+}
+
+fn constraint_of<'a>(err: &'a sqlx::Error, code: &str) -> Option<&'a str> {
+    match err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(code) => db.constraint(),
+        _ => None,
+    }
+}

@@ -1,0 +1,12 @@
+//! HTTP glue between API Gateway events (through `lambda_http`) and handlers.
+
+pub mod body;
+pub mod client;
+pub mod locale;
+pub mod problem;
+pub mod request;
+pub mod response;
+
+pub use lambda_http::{Body, Request, Response};
+pub use locale::Locale;
+pub use problem::Problem;

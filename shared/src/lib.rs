@@ -1,0 +1,19 @@
+//! Herald's shared library: everything the Lambda functions and `herald-local` have in
+//! common. A function's `main.rs` builds an [`App`] once and hands requests to
+//! [`App::serve`]; the local gateway does the same, so both run the very same code.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod contacts;
+pub mod db;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;
