@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use herald::App;
 use herald::api::{DEFAULT_ROUTE, Function, ROUTES, Route};
+use herald::http::problem::Kind;
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use lambda_http::request::LambdaRequest;
@@ -91,18 +92,21 @@ pub async fn handle(
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_PAYLOAD).await else {
-        return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+        return gateway_error(
+            Kind::PayloadTooLarge,
+            "the request is larger than API Gateway accepts",
+        );
     };
     let matched = match_route(parts.method.as_str(), parts.uri.path());
     let event = event(&parts, &body, &matched, peer);
     let Some(app) = gateway.apps.get(&matched.function).cloned() else {
-        return gateway_error(StatusCode::NOT_FOUND, "Not Found");
+        return gateway_error(Kind::RouteNotFound, "no function serves this route");
     };
     match invoke(app, event).await {
         Ok(response) => into_http(response),
         Err(e) => {
             tracing::error!(error = %e, "invocation failed");
-            gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            gateway_error(Kind::Internal, "the function failed")
         }
     }
 }
@@ -225,12 +229,14 @@ fn into_http(response: ApiGatewayV2httpResponse) -> axum::response::Response {
     out
 }
 
-/// Errors the gateway itself answers, before any function runs.
-fn gateway_error(status: StatusCode, title: &str) -> axum::response::Response {
+/// Errors the gateway itself answers when no function can.
+fn gateway_error(kind: Kind, detail: &str) -> axum::response::Response {
+    let status = kind.status();
     let body = json!({
-        "type": "about:blank",
-        "title": title,
+        "type": kind.type_uri(),
+        "title": kind.title(herald::http::Locale::En),
         "status": status.as_u16(),
+        "detail": detail,
     });
     let mut out = axum::response::Response::new(AxumBody::from(body.to_string()));
     *out.status_mut() = status;

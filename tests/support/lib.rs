@@ -1,1 +1,295 @@
+//! Test support: every test spawns `herald-local` in-process on a fresh database of the
+//! local PostgreSQL, and talks to it over real HTTP.
+//!
+//! `TEST_DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432`); the
+//! role must be allowed to create databases and roles.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use herald::config::JwtConfig;
+use herald_local::server::{self, ServerConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db_name: String,
+    pub owner_url: String,
+    /// The migration owner (a superuser locally): sees every tenant's rows.
+    pub owner: PgPool,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_config(|_| {}).await
+    }
+
+    pub async fn spawn_with(jwt: JwtConfig) -> TestApp {
+        Self::spawn_config(|c| c.jwt = jwt).await
+    }
+
+    pub async fn spawn_config(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let db_name = format!("herald_test_{}", Uuid::new_v4().simple());
+        let owner_url = format!("{}/{}", server_url(), db_name);
+        let jwt = JwtConfig {
+            hs256_secret: Some(SECRET.into()),
+            ..JwtConfig::default()
+        };
+        let mut config = ServerConfig::new(&owner_url, jwt);
+        config.db_max_connections = 8;
+        adjust(&mut config);
+        let running = server::start(config).await.expect("herald-local starts");
+        let owner = PgPool::connect(&owner_url).await.expect("owner connects");
+        TestApp {
+            base: format!("http://{}", running.addr),
+            db_name,
+            owner_url,
+            owner,
+            http: client(),
+        }
+    }
+
+    /// A new tenant owned by `owner_sub`.
+    pub async fn tenant(&self, owner_sub: &str) -> Uuid {
+        herald_local::tenant::create(&self.owner, "Tenant", owner_sub)
+            .await
+            .expect("tenant created")
+            .id
+    }
+
+    pub async fn add_member(&self, tenant: Uuid, sub: &str, role: &str) {
+        let mut conn = self.owner.acquire().await.unwrap();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        herald_local::tenant::add_member(&mut tx, tenant, sub, role)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// A client acting as `sub` in `tenant`.
+    pub fn user(&self, sub: &str, tenant: Uuid) -> User<'_> {
+        User {
+            app: self,
+            token: token(sub, None, 3600),
+            tenant: Some(tenant),
+        }
+    }
+
+    /// A request with no credentials at all.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    /// Runs `sql` (returning one bigint) as the owner, who is not subject to RLS.
+    pub async fn count(&self, sql: &'static str, tenant: Uuid) -> i64 {
+        sqlx::query_scalar(sql)
+            .bind(tenant)
+            .fetch_one(&self.owner)
+            .await
+            .expect("count query")
+    }
+
+    pub async fn events(&self, tenant: Uuid, kind: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND type = $2")
+            .bind(tenant)
+            .bind(kind)
+            .fetch_one(&self.owner)
+            .await
+            .unwrap()
+    }
+
+    pub async fn all_events(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox_events")
+            .fetch_one(&self.owner)
+            .await
+            .unwrap()
+    }
+
+    pub async fn live_contacts(&self, tenant: Uuid) -> i64 {
+        self.count(
+            "SELECT count(*) FROM contacts WHERE tenant_id = $1 AND deleted_at IS NULL",
+            tenant,
+        )
+        .await
+    }
+}
+
+/// An HTTP client (rustls on ring, as Herald's own).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// An HS256 token as `herald-local token` issues them, with the tests' secret.
+pub fn token(sub: &str, tenant: Option<Uuid>, ttl: u64) -> String {
+    herald_local::token::issue(SECRET, sub, tenant, ttl).unwrap()
+}
+
+pub struct User<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+    pub tenant: Option<Uuid>,
+}
+
+/// A response with its body read: status, headers and JSON (Null when not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts an RFC 9457 problem with `status` and returns it.
+    #[track_caller]
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.json
+        );
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.json
+        );
+        assert_eq!(self.json["status"], status);
+        assert!(
+            self.json["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://herald.dev/problems/")),
+            "type: {}",
+            self.json
+        );
+        assert!(self.json["title"].is_string());
+        &self.json
+    }
+
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.json
+        );
+        &self.json
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    Reply {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+impl User<'_> {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.app.request(method, path).bearer_auth(&self.token);
+        if let Some(tenant) = self.tenant {
+            req = req.header("X-Tenant-ID", tenant.to_string());
+        }
+        req
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        read(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(Method::PATCH, path).json(body))
+            .await
+    }
+
+    /// Creates a contact and returns it.
+    pub async fn contact(&self, name: &str, phone: &str) -> Value {
+        self.post(
+            "/api/contacts",
+            &serde_json::json!({ "name": name, "phone": phone }),
+        )
+        .await
+        .ok(201)
+        .clone()
+    }
+}
+
+/// A fake third party: a real HTTP server on 127.0.0.1 serving `body` at every path and
+/// counting the requests it received.
+pub struct FakeServer {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+}
+
+impl FakeServer {
+    pub async fn serve_json(body: Value) -> FakeServer {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        let router = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { axum::Json(body) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        FakeServer { url, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until `check` holds, failing after `deadline`.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -55,7 +55,12 @@ impl Verifier {
         };
 
         let mut validation = Validation::new(header.alg);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken checks `iss` and `aud` only when present; a configured one must be
+        // present too, or a token could pass by leaving it out.
+        let mut required = vec!["exp", "sub"];
+        required.extend(self.issuer.as_ref().map(|_| "iss"));
+        required.extend(self.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         validation.leeway = 30;
         match &self.issuer {
             Some(iss) => validation.set_issuer(&[iss]),

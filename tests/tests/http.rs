@@ -1,0 +1,162 @@
+//! The HTTP surface: request ids, problem documents, locales, health, OpenAPI.
+
+use herald::api::ROUTES;
+use herald_tests::{TestApp, read};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+    let replies = [
+        read(app.request(Method::GET, "/health").send().await.unwrap()).await,
+        read(
+            app.request(Method::GET, "/api/contacts")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+        read(
+            app.request(Method::GET, "/no/such/route")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+        alice.get("/api/contacts").await,
+        alice.post("/api/contacts", &json!({ "name": "X" })).await,
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for reply in &replies {
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert!(id.len() >= 16, "{id}");
+        if reply.content_type() == "application/problem+json" {
+            assert_eq!(reply.json["requestId"], id, "the problem names its request");
+        }
+        assert!(ids.insert(id), "request ids repeat");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problems_and_titles_follow_accept_language() {
+    let app = TestApp::spawn().await;
+    let reply = read(
+        app.request(Method::GET, "/api/nothing")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        reply.problem(404)["type"],
+        "https://herald.dev/problems/route-not-found"
+    );
+    assert_eq!(reply.json["instance"], "/api/nothing");
+    // A known path with a method it does not serve.
+    read(
+        app.request(Method::PUT, "/api/contacts")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .problem(404);
+
+    let spanish = read(
+        app.request(Method::GET, "/api/contacts")
+            .header("Accept-Language", "es-ES,es;q=0.9,en;q=0.5")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(spanish.problem(401)["title"], "Se requiere autenticación");
+    assert_eq!(spanish.headers["content-language"], "es");
+    let english = read(
+        app.request(Method::GET, "/api/contacts")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(english.problem(401)["title"], "Authentication required");
+    // Same stable type whatever the language.
+    assert_eq!(spanish.json["type"], english.json["type"]);
+}
+
+#[tokio::test]
+async fn health_and_locales() {
+    let app = TestApp::spawn().await;
+    let health = read(app.request(Method::GET, "/health").send().await.unwrap()).await;
+    assert_eq!(health.ok(200)["status"], "ok");
+    assert_eq!(health.json["database"], "ok");
+    let locales = read(
+        app.request(Method::GET, "/api/locales")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let codes: Vec<_> = locales.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].clone())
+        .collect();
+    assert_eq!(codes, vec![json!("en"), json!("es")]);
+}
+
+#[tokio::test]
+async fn health_reports_an_unreachable_database() {
+    let app = TestApp::spawn_config(|c| {
+        // Migrations run as the owner; the functions then point at a port nobody serves.
+        c.app_database_url = Some("postgres://herald_app@127.0.0.1:1/none".into());
+    })
+    .await;
+    let reply = read(app.request(Method::GET, "/health").send().await.unwrap()).await;
+    assert_eq!(reply.ok(503)["database"], "unreachable");
+
+    // And a data route answers 503 problem+json with Retry-After instead of hanging.
+    let tenant = app.tenant("alice").await;
+    let reply = app.user("alice", tenant).get("/api/contacts").await;
+    reply.problem(503);
+    assert_eq!(reply.headers["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::spawn().await;
+    let reply = read(
+        app.request(Method::GET, "/api/openapi.json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let doc = reply.ok(200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for route in ROUTES {
+        let op = &doc["paths"][route.path][route.method.to_lowercase()];
+        assert!(
+            op.is_object(),
+            "{} is missing from the OpenAPI document",
+            route.key()
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        ROUTES.len(),
+        "the document has operations no route serves"
+    );
+    assert!(doc["components"]["schemas"]["ProblemDocument"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

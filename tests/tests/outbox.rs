@@ -1,0 +1,115 @@
+//! The outbox: one event per committed write, none for a rolled-back one.
+
+use herald::db::Database;
+use herald::events::{self, EventType};
+use herald_tests::TestApp;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn every_committed_write_has_exactly_one_event() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+
+    let contact = alice.contact("Ada", "+14155552671").await;
+    let id = contact["id"].as_str().unwrap();
+    let path = format!("/api/contacts/{id}");
+    alice
+        .patch(&path, &json!({ "name": "Ada L." }))
+        .await
+        .ok(200);
+    alice
+        .patch(&path, &json!({ "optedOut": true }))
+        .await
+        .ok(200);
+    assert_eq!(alice.delete(&path).await.status, 204);
+
+    let events: Vec<(String, Value)> =
+        sqlx::query_as("SELECT type, payload FROM outbox_events WHERE tenant_id = $1 ORDER BY seq")
+            .bind(tenant)
+            .fetch_all(&app.owner)
+            .await
+            .unwrap();
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "contact_created",
+            "contact_updated",
+            "contact_updated",
+            "contact_deleted"
+        ]
+    );
+    // Each carries the resource as the API shows it.
+    assert!(events.iter().all(|(_, p)| p["id"] == id));
+    assert_eq!(events[0].1, contact);
+    assert_eq!(events[1].1["name"], "Ada L.");
+    assert!(events[3].1["deletedAt"].is_string());
+
+    // Failed writes (conflict, validation, not found) announce nothing.
+    alice
+        .post(
+            "/api/contacts",
+            &json!({ "name": "B", "phone": "+14155552671", "email": "x" }),
+        )
+        .await
+        .problem(422);
+    alice.contact("C", "+14155552672").await;
+    alice
+        .post(
+            "/api/contacts",
+            &json!({ "name": "D", "phone": "+14155552672" }),
+        )
+        .await
+        .problem(409);
+    alice.delete(&path).await.problem(404);
+    assert_eq!(app.events(tenant, "contact_created").await, 2);
+    assert_eq!(app.all_events().await, 5);
+}
+
+#[tokio::test]
+async fn a_rolled_back_write_has_no_event() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let url = format!("{}/{}", herald_tests::server_url(), app.db_name).replacen(
+        "postgres://postgres@",
+        "postgres://herald_app@",
+        1,
+    );
+    let db = Database::connect_lazy(&url, 2, std::time::Duration::from_secs(1), "test").unwrap();
+
+    // The write and its event, in one tenant transaction, dropped without commit.
+    let mut tx = db
+        .begin_tenant(tenant, "alice")
+        .await
+        .unwrap()
+        .expect("alice is a member");
+    let input: herald::contacts::input::CreateContact =
+        serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
+    let new = herald::contacts::input::NewContact::parse(input).unwrap();
+    let contact = herald::contacts::store::insert(&mut tx, &new)
+        .await
+        .unwrap();
+    events::emit(&mut tx, EventType::ContactCreated, &contact)
+        .await
+        .unwrap();
+    drop(tx);
+
+    assert_eq!(app.live_contacts(tenant).await, 0);
+    assert_eq!(app.all_events().await, 0);
+
+    // The same, committed: one of each.
+    let mut tx = db.begin_tenant(tenant, "alice").await.unwrap().unwrap();
+    let contact = herald::contacts::store::insert(&mut tx, &new)
+        .await
+        .unwrap();
+    events::emit(&mut tx, EventType::ContactCreated, &contact)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.live_contacts(tenant).await, 1);
+    assert_eq!(app.all_events().await, 1);
+
+    // Not a member: no transaction at all.
+    assert!(db.begin_tenant(tenant, "mallory").await.unwrap().is_none());
+}
