@@ -126,6 +126,25 @@ impl TestApp {
     }
 }
 
+/// Each test's database goes with it. Dropped from a thread of its own because the test's
+/// runtime is shutting down; `WITH (FORCE)` ends the server's pooled connections.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let url = format!("{}/postgres", server_url());
+                if let Ok(pool) = PgPool::connect(&url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// An HTTP client (rustls on ring, as Herald's own).
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
