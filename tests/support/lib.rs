@@ -101,6 +101,12 @@ impl TestApp {
             .expect("count query")
     }
 
+    /// The test database's URL as the application role, which RLS binds.
+    pub fn app_role_url(&self) -> String {
+        self.owner_url
+            .replacen("postgres://postgres@", "postgres://herald_app@", 1)
+    }
+
     pub async fn events(&self, tenant: Uuid, kind: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND type = $2")
             .bind(tenant)
@@ -132,7 +138,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let url = format!("{}/postgres", server_url());
                 if let Ok(pool) = PgPool::connect(&url).await {

@@ -94,14 +94,23 @@ async fn a_member_of_one_tenant_cannot_name_another() {
 
 /// Connects as the application role to the test's database.
 async fn app_role(app: &TestApp) -> sqlx::PgPool {
-    let url = format!("{}/{}", herald_tests::server_url(), app.db_name).replacen(
-        "postgres://postgres@",
-        "postgres://herald_app@",
-        1,
-    );
-    sqlx::PgPool::connect(&url)
+    sqlx::PgPool::connect(&app.app_role_url())
         .await
         .expect("herald_app connects")
+}
+
+/// A transaction of the application role with `tenant` set, as the functions open them.
+async fn in_tenant(
+    pool: &sqlx::PgPool,
+    tenant: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
 }
 
 #[tokio::test]
@@ -150,12 +159,7 @@ async fn the_application_role_sees_no_rows_without_a_tenant() {
 
     // A session-level tenant is never what the app uses, but even a transaction-level one
     // set for A shows A's rows only.
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(a.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = in_tenant(&pool, a).await;
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
         .fetch_one(&mut *tx)
         .await
@@ -201,12 +205,7 @@ async fn the_application_role_is_neither_superuser_nor_owner() {
     let a = app.tenant("alice").await;
     let b = app.tenant("bob").await;
     let pool = app_role(&app).await;
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(a.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = in_tenant(&pool, a).await;
     let err = sqlx::query(
         "INSERT INTO contacts (tenant_id, id, name, phone) VALUES ($1, $2, 'x', '+14155552671')",
     )

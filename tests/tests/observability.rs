@@ -77,3 +77,37 @@ fn emf_records_follow_the_specification() {
     assert!(record["tenantId"].is_string());
     assert!(!directive["Dimensions"].to_string().contains("tenant"));
 }
+
+#[tokio::test]
+async fn statements_over_the_threshold_are_counted_slow() {
+    herald::telemetry::init();
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let db = herald::db::Database::connect_lazy(
+        &app.app_role_url(),
+        1,
+        Duration::from_millis(50),
+        "test",
+    )
+    .unwrap();
+
+    let ((), invocation) = metrics::measure(async {
+        let mut tx = db.begin_tenant(tenant, "alice").await.unwrap().unwrap();
+        sqlx::query("SELECT pg_sleep(0.001)")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_sleep(0.08)")
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    })
+    .await;
+    assert_eq!(invocation.slow_queries, 1, "{invocation:?}");
+    assert!(
+        invocation.db_queries >= 4,
+        "BEGIN, enter_tenant, two sleeps, COMMIT: {invocation:?}"
+    );
+    assert_eq!(invocation.tenant_id, Some(tenant));
+}

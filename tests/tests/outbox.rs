@@ -71,42 +71,40 @@ async fn every_committed_write_has_exactly_one_event() {
 async fn a_rolled_back_write_has_no_event() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant("alice").await;
-    let url = format!("{}/{}", herald_tests::server_url(), app.db_name).replacen(
-        "postgres://postgres@",
-        "postgres://herald_app@",
-        1,
-    );
-    let db = Database::connect_lazy(&url, 2, std::time::Duration::from_secs(1), "test").unwrap();
+    let db = Database::connect_lazy(
+        &app.app_role_url(),
+        2,
+        std::time::Duration::from_secs(1),
+        "test",
+    )
+    .unwrap();
 
-    // The write and its event, in one tenant transaction, dropped without commit.
-    let mut tx = db
-        .begin_tenant(tenant, "alice")
-        .await
-        .unwrap()
-        .expect("alice is a member");
+    // The write and its event, in one tenant transaction.
     let input: herald::contacts::input::CreateContact =
         serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
     let new = herald::contacts::input::NewContact::parse(input).unwrap();
-    let contact = herald::contacts::store::insert(&mut tx, &new)
-        .await
-        .unwrap();
-    events::emit(&mut tx, EventType::ContactCreated, &contact)
-        .await
-        .unwrap();
-    drop(tx);
+    let create = async || {
+        let mut tx = db
+            .begin_tenant(tenant, "alice")
+            .await
+            .unwrap()
+            .expect("alice is a member");
+        let contact = herald::contacts::store::insert(&mut tx, &new)
+            .await
+            .unwrap();
+        events::emit(&mut tx, EventType::ContactCreated, &contact)
+            .await
+            .unwrap();
+        tx
+    };
 
+    // Dropped without commit: neither the contact nor its event.
+    drop(create().await);
     assert_eq!(app.live_contacts(tenant).await, 0);
     assert_eq!(app.all_events().await, 0);
 
-    // The same, committed: one of each.
-    let mut tx = db.begin_tenant(tenant, "alice").await.unwrap().unwrap();
-    let contact = herald::contacts::store::insert(&mut tx, &new)
-        .await
-        .unwrap();
-    events::emit(&mut tx, EventType::ContactCreated, &contact)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    // Committed: one of each.
+    create().await.commit().await.unwrap();
     assert_eq!(app.live_contacts(tenant).await, 1);
     assert_eq!(app.all_events().await, 1);
 
