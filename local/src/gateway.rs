@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use herald::App;
-use herald::api::{DEFAULT_ROUTE, Function, ROUTES, Route};
+use herald::api::{DEFAULT_ROUTE, Function, Route, routes};
 use herald::http::problem::Kind;
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
@@ -44,8 +44,7 @@ pub struct Matched {
 /// match goes to `$default`.
 pub fn match_route(method: &str, path: &str) -> Matched {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    ROUTES
-        .iter()
+    routes()
         .filter(|r| r.method == method)
         .find_map(|r| bind(r, &segments))
         .unwrap_or_else(|| Matched {

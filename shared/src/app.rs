@@ -99,11 +99,17 @@ impl App {
         response
     }
 
+    /// The verified caller, for the few routes that act outside any one tenant (creating a
+    /// tenant, listing one's own). Everything else goes through [`App::begin`].
+    pub async fn caller(&self, req: &Request) -> Result<auth::Claims, Problem> {
+        let token = auth::bearer_token(req.headers()).map_err(unauthenticated)?;
+        self.verifier.verify(token).await.map_err(unauthenticated)
+    }
+
     /// Authenticates the caller, resolves the tenant the request names and opens a
     /// transaction in it, refusing non-members (403) and roles that may not do `access`.
     pub async fn begin(&self, req: &Request, access: Access) -> Result<TenantTx, Problem> {
-        let token = auth::bearer_token(req.headers()).map_err(unauthenticated)?;
-        let claims = self.verifier.verify(token).await.map_err(unauthenticated)?;
+        let claims = self.caller(req).await?;
 
         let named = request::header(req, "x-tenant-id")
             .or_else(|| request::query(req, "tenantId"))

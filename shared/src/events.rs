@@ -6,21 +6,79 @@ use uuid::Uuid;
 
 use crate::db::TenantTx;
 
-/// Event types, named as in the system Herald replaces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Event types: the seed's, plus `message_created` and `message_status_changed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
     ContactCreated,
     ContactUpdated,
     ContactDeleted,
+    GroupCreated,
+    GroupUpdated,
+    GroupDeleted,
+    TemplateCreated,
+    TemplateUpdated,
+    TemplateDeleted,
+    CampaignCreated,
+    CampaignUpdated,
+    CampaignDeleted,
+    CampaignStatusChanged,
+    MessageCreated,
+    MessageStatusChanged,
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
+    WebhookTriggered,
 }
 
 impl EventType {
+    pub const ALL: [EventType; 19] = [
+        EventType::ContactCreated,
+        EventType::ContactUpdated,
+        EventType::ContactDeleted,
+        EventType::GroupCreated,
+        EventType::GroupUpdated,
+        EventType::GroupDeleted,
+        EventType::TemplateCreated,
+        EventType::TemplateUpdated,
+        EventType::TemplateDeleted,
+        EventType::CampaignCreated,
+        EventType::CampaignUpdated,
+        EventType::CampaignDeleted,
+        EventType::CampaignStatusChanged,
+        EventType::MessageCreated,
+        EventType::MessageStatusChanged,
+        EventType::WebhookCreated,
+        EventType::WebhookUpdated,
+        EventType::WebhookDeleted,
+        EventType::WebhookTriggered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::ContactCreated => "contact_created",
             EventType::ContactUpdated => "contact_updated",
             EventType::ContactDeleted => "contact_deleted",
+            EventType::GroupCreated => "group_created",
+            EventType::GroupUpdated => "group_updated",
+            EventType::GroupDeleted => "group_deleted",
+            EventType::TemplateCreated => "template_created",
+            EventType::TemplateUpdated => "template_updated",
+            EventType::TemplateDeleted => "template_deleted",
+            EventType::CampaignCreated => "campaign_created",
+            EventType::CampaignUpdated => "campaign_updated",
+            EventType::CampaignDeleted => "campaign_deleted",
+            EventType::CampaignStatusChanged => "campaign_status_changed",
+            EventType::MessageCreated => "message_created",
+            EventType::MessageStatusChanged => "message_status_changed",
+            EventType::WebhookCreated => "webhook_created",
+            EventType::WebhookUpdated => "webhook_updated",
+            EventType::WebhookDeleted => "webhook_deleted",
+            EventType::WebhookTriggered => "webhook_triggered",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `template.yaml` against the code: every route of `herald::api::ROUTES` is an `HttpApi`
+//! `template.yaml` against the code: every route of `herald::api::routes()` is an `HttpApi`
 //! event on the function that serves it, no event is missing from ROUTES, and every function
 //! is built and run the same way (cargo-lambda, provided.al2023, arm64).
 //!
@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use herald::api::{DEFAULT_ROUTE, Function, ROUTES};
+use herald::api::{DEFAULT_ROUTE, Function, routes};
 use serde_yaml_ng::Value;
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
@@ -192,8 +192,7 @@ fn every_route_is_an_http_api_event_on_its_function() {
     }
 
     let events = http_events(&template);
-    let missing: Vec<String> = ROUTES
-        .iter()
+    let missing: Vec<String> = routes()
         .filter(|route| {
             !events.iter().any(|e| {
                 e.binary == route.function.name()
@@ -205,7 +204,7 @@ fn every_route_is_an_http_api_event_on_its_function() {
         .collect();
     assert!(
         missing.is_empty(),
-        "routes of herald::api::ROUTES without an HttpApi event in template.yaml:\n  {}",
+        "routes of herald::api::routes() without an HttpApi event in template.yaml:\n  {}",
         missing.join("\n  ")
     );
 }
@@ -221,7 +220,7 @@ fn every_http_api_event_is_a_route() {
             if is_default_route(e) {
                 return !(e.binary == Function::System.name() && e.method == "ANY");
             }
-            !ROUTES.iter().any(|route| {
+            !routes().any(|route| {
                 route.function.name() == e.binary
                     && route.method == e.method
                     && route.path == e.path
@@ -231,7 +230,7 @@ fn every_http_api_event_is_a_route() {
         .collect();
     assert!(
         stray.is_empty(),
-        "HttpApi events in template.yaml that herald::api::ROUTES does not have \
+        "HttpApi events in template.yaml that herald::api::routes() does not have \
          (only `ANY $default` on system is allowed besides):\n  {}",
         stray.join("\n  ")
     );

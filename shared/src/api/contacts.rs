@@ -13,6 +13,23 @@ use crate::events::{self, EventType};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 
+use super::Function::Contacts;
+use super::Route;
+
+pub const ROUTES: &[Route] = &[
+    Route::new("GET", "/api/contacts", Contacts),
+    Route::new("POST", "/api/contacts", Contacts),
+    Route::new("POST", "/api/contacts/import", Contacts),
+    Route::new("GET", "/api/contacts/{id}", Contacts),
+    Route::new("PATCH", "/api/contacts/{id}", Contacts),
+    Route::new("DELETE", "/api/contacts/{id}", Contacts),
+];
+
+/// This function's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, import, get, update, delete))]
+pub struct Doc;
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/contacts" => list(app, &req).await,

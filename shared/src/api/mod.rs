@@ -1,11 +1,17 @@
 //! The HTTP API: which function serves which route, and the handlers.
 //!
-//! [`ROUTES`] is the route table of DESIGN.md. The local gateway matches requests against
-//! it, `template.yaml` declares the same routes (a test compares them), and each function's
-//! `handle` dispatches on API Gateway's route key.
+//! [`routes`] is the route table of DESIGN.md, gathered from each function's module. The
+//! local gateway matches requests against it, `template.yaml` declares the same routes (a
+//! test compares them), and each function's `handle` dispatches on API Gateway's route key.
 
+pub mod campaigns;
 pub mod contacts;
+pub mod groups;
+pub mod messages;
 pub mod system;
+pub mod templates;
+pub mod tenants;
+pub mod webhooks;
 
 use crate::App;
 use crate::http::problem::Kind;
@@ -15,25 +21,71 @@ use crate::http::{Body, Problem, Request, Response, request};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Function {
     Contacts,
+    Groups,
+    Templates,
+    Campaigns,
+    Messages,
+    Webhooks,
+    Tenants,
     System,
 }
 
 impl Function {
-    pub const ALL: [Function; 2] = [Function::Contacts, Function::System];
+    pub const ALL: [Function; 8] = [
+        Function::Contacts,
+        Function::Groups,
+        Function::Templates,
+        Function::Campaigns,
+        Function::Messages,
+        Function::Webhooks,
+        Function::Tenants,
+        Function::System,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Function::Contacts => "contacts",
+            Function::Groups => "groups",
+            Function::Templates => "templates",
+            Function::Campaigns => "campaigns",
+            Function::Messages => "messages",
+            Function::Webhooks => "webhooks",
+            Function::Tenants => "tenants",
             Function::System => "system",
+        }
+    }
+
+    /// The routes this function serves.
+    pub fn routes(self) -> &'static [Route] {
+        match self {
+            Function::Contacts => contacts::ROUTES,
+            Function::Groups => groups::ROUTES,
+            Function::Templates => templates::ROUTES,
+            Function::Campaigns => campaigns::ROUTES,
+            Function::Messages => messages::ROUTES,
+            Function::Webhooks => webhooks::ROUTES,
+            Function::Tenants => tenants::ROUTES,
+            Function::System => system::ROUTES,
         }
     }
 
     pub async fn handle(self, app: &App, req: Request) -> Result<Response<Body>, Problem> {
         match self {
             Function::Contacts => contacts::handle(app, req).await,
+            Function::Groups => groups::handle(app, req).await,
+            Function::Templates => templates::handle(app, req).await,
+            Function::Campaigns => campaigns::handle(app, req).await,
+            Function::Messages => messages::handle(app, req).await,
+            Function::Webhooks => webhooks::handle(app, req).await,
+            Function::Tenants => tenants::handle(app, req).await,
             Function::System => system::handle(app, req).await,
         }
     }
+}
+
+/// Every route of every function.
+pub fn routes() -> impl Iterator<Item = &'static Route> {
+    Function::ALL.into_iter().flat_map(|f| f.routes())
 }
 
 /// One HTTP API route.
@@ -46,7 +98,7 @@ pub struct Route {
 }
 
 impl Route {
-    const fn new(method: &'static str, path: &'static str, function: Function) -> Route {
+    pub const fn new(method: &'static str, path: &'static str, function: Function) -> Route {
         Route {
             method,
             path,
@@ -59,20 +111,6 @@ impl Route {
         format!("{} {}", self.method, self.path)
     }
 }
-
-use Function::{Contacts, System};
-
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/contacts", Contacts),
-    Route::new("POST", "/api/contacts", Contacts),
-    Route::new("POST", "/api/contacts/import", Contacts),
-    Route::new("GET", "/api/contacts/{id}", Contacts),
-    Route::new("PATCH", "/api/contacts/{id}", Contacts),
-    Route::new("DELETE", "/api/contacts/{id}", Contacts),
-    Route::new("GET", "/health", System),
-    Route::new("GET", "/api/locales", System),
-    Route::new("GET", "/api/openapi.json", System),
-];
 
 /// Requests that match no route go to the system function under this route key, in AWS
 /// (the HTTP API's `$default` route) and locally alike, so every miss is problem+json.

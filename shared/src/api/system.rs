@@ -7,6 +7,20 @@ use crate::App;
 use crate::http::locale::LocaleInfo;
 use crate::http::{Body, Locale, Problem, Request, Response, response};
 
+use super::Function::System;
+use super::Route;
+
+pub const ROUTES: &[Route] = &[
+    Route::new("GET", "/health", System),
+    Route::new("GET", "/api/locales", System),
+    Route::new("GET", "/api/openapi.json", System),
+];
+
+/// This function's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, locales, openapi))]
+pub struct Doc;
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /health" => health(app).await,
