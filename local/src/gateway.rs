@@ -77,11 +77,11 @@ fn bind(route: &Route, segments: &[&str]) -> Option<Matched> {
     })
 }
 
+/// Path segments are percent-encoded, not form-encoded: `+` is a plus sign, not a space.
 fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 pub async fn handle(
@@ -261,5 +261,7 @@ mod tests {
         );
         assert_eq!(match_route("PUT", "/api/contacts").route_key, "$default");
         assert_eq!(match_route("GET", "/nope").function, Function::System);
+        let member = match_route("PUT", "/api/tenant/members/auth0%7Cab+c%26d");
+        assert_eq!(member.params["sub"], "auth0|ab+c&d");
     }
 }

@@ -84,6 +84,41 @@ impl Database {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+
+    /// Creates tenant `id` named `name` with `owner` as its first owner (`POST
+    /// /api/tenants`), through the `app.create_tenant` definer function: the app role may
+    /// not insert tenants itself. Rows have `id, name, role, created_at`.
+    pub async fn create_tenant<T>(
+        &self,
+        id: Uuid,
+        name: &str,
+        owner: &str,
+    ) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as(
+            "SELECT id, name, 'owner' AS role, created_at FROM app.create_tenant($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The tenants `sub` is a member of, with its role in each, oldest first (`GET
+    /// /api/tenants`), through the `app.tenants_of` definer function: the one read across
+    /// tenants a caller may make. Rows have `id, name, role, created_at`.
+    pub async fn tenants_of<T>(&self, sub: &str) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        sqlx::query_as("SELECT id, name, role, created_at FROM app.tenants_of($1)")
+            .bind(sub)
+            .fetch_all(&self.pool)
+            .await
+    }
 }
 
 /// A transaction bound to one tenant and one caller's role in it.

@@ -5,15 +5,21 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod campaigns;
 pub mod config;
 pub mod contacts;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod groups;
 pub mod http;
+pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod telemetry;
+pub mod templates;
+pub mod tenants;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

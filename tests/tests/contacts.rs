@@ -301,6 +301,12 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
             Some("/name"),
         ),
         ("not an object", json!([1, 2]), 422, None),
+        (
+            "positional array",
+            json!(["Ada", "+14155552672"]),
+            422,
+            None,
+        ),
     ];
     for (what, body, status, pointer) in bodies {
         let reply = alice.post("/api/contacts", &body).await;

@@ -1,11 +1,20 @@
-//! The campaigns function: campaigns.
-//!
-//! Not yet implemented: every route answers 404 until its handler lands.
+//! The campaigns function: `/api/campaigns`, and the status machine's actions.
+
+use http::StatusCode;
+use time::OffsetDateTime;
+
+use crate::App;
+use crate::auth::Access;
+use crate::campaigns::input::{CampaignPatch, CreateCampaign, NewCampaign, UpdateCampaign};
+use crate::campaigns::store::{self, ListQuery, Transitioned};
+use crate::campaigns::{Action, Campaign, CampaignPage, Status, StatusChanged};
+use crate::domain::{Cursor, Limit, Offset};
+use crate::events::{self, EventType};
+use crate::http::problem::ProblemDocument;
+use crate::http::{Body, Problem, Request, Response, body, request, response};
 
 use super::Function::Campaigns;
 use super::Route;
-use crate::App;
-use crate::http::{Body, Problem, Request, Response};
 
 pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/campaigns", Campaigns),
@@ -21,9 +30,265 @@ pub const ROUTES: &[Route] = &[
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(paths(list, create, get, update, delete, start, cancel, pause, resume))]
 pub struct Doc;
 
-pub async fn handle(_app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    Err(super::no_route(&req))
+pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    match super::route_key(&req) {
+        "GET /api/campaigns" => list(app, &req).await,
+        "POST /api/campaigns" => create(app, &req).await,
+        "GET /api/campaigns/{id}" => get(app, &req).await,
+        "PATCH /api/campaigns/{id}" => update(app, &req).await,
+        "DELETE /api/campaigns/{id}" => delete(app, &req).await,
+        "POST /api/campaigns/{id}/start" => start(app, &req).await,
+        "POST /api/campaigns/{id}/cancel" => cancel(app, &req).await,
+        "POST /api/campaigns/{id}/pause" => pause(app, &req).await,
+        "POST /api/campaigns/{id}/resume" => resume(app, &req).await,
+        _ => Err(super::no_route(&req)),
+    }
+}
+
+/// List live campaigns, newest first.
+#[utoipa::path(get, path = "/api/campaigns", tag = "campaigns",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("status" = Option<Status>, Query, description = "Only campaigns in this status"),
+    ),
+    responses(
+        (status = 200, body = CampaignPage),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let query = list_query(req)?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let (mut items, total) = store::list(&mut tx, &query).await?;
+    tx.commit().await?;
+
+    let limit = query.limit.get() as usize;
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        Cursor::after(items[limit - 1].id).encode()
+    });
+    response::ok(&CampaignPage {
+        items,
+        total,
+        next_cursor,
+    })
+}
+
+fn list_query(req: &Request) -> Result<ListQuery, Problem> {
+    let param = |name| request::query(req, name);
+    let limit = Limit::parse(param("limit")).map_err(|e| Problem::field("/limit", e.0))?;
+    let offset = param("offset")
+        .map(Offset::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/offset", e.0))?;
+    let cursor = param("cursor")
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/cursor", e.0))?;
+    if offset.is_some() && cursor.is_some() {
+        return Err(Problem::field(
+            "/cursor",
+            "use either offset or cursor, not both",
+        ));
+    }
+    let status = param("status")
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                Problem::field(
+                    "/status",
+                    "must be one of draft, scheduled, running, paused, completed, cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(ListQuery {
+        limit,
+        offset,
+        cursor,
+        status,
+    })
+}
+
+/// Create a draft campaign that will send a template to a group.
+#[utoipa::path(post, path = "/api/campaigns", tag = "campaigns",
+    request_body = CreateCampaign,
+    responses(
+        (status = 201, body = Campaign),
+        (status = 422, description = "Invalid input, or the template or group is not a live one of this tenant", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: CreateCampaign = body::json(req)?;
+    let new = NewCampaign::parse(input).map_err(Problem::invalid)?;
+    store::check_references(&mut tx, Some(new.template_id), Some(new.group_id)).await?;
+    let campaign = store::insert(&mut tx, &new).await?;
+    events::emit(&mut tx, EventType::CampaignCreated, &campaign).await?;
+    tx.commit().await?;
+    response::json(StatusCode::CREATED, &campaign)
+}
+
+/// Get one campaign, with its counters.
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let campaign = store::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("campaign"))?;
+    tx.commit().await?;
+    response::ok(&campaign)
+}
+
+/// Change a campaign; only a draft or scheduled one.
+#[utoipa::path(patch, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateCampaign,
+    responses(
+        (status = 200, body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The campaign is past scheduled; the detail names its current status", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: UpdateCampaign = body::json(req)?;
+    let patch = CampaignPatch::parse(input).map_err(Problem::invalid)?;
+    let current = store::lock(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("campaign"))?;
+    if !current.status.is_editable() {
+        return Err(Problem::conflict(format!(
+            "the campaign's current status is {}: only draft and scheduled campaigns can be changed",
+            current.status
+        )));
+    }
+    if current.status == Status::Scheduled && patch.scheduled_at == Some(None) {
+        return Err(Problem::field(
+            "/scheduledAt",
+            "a scheduled campaign keeps a schedule; move it, or cancel the campaign",
+        ));
+    }
+    store::check_references(&mut tx, patch.template_id, patch.group_id).await?;
+    let campaign = store::update(&mut tx, id, &patch)
+        .await?
+        .ok_or_else(|| Problem::not_found("campaign"))?;
+    events::emit(&mut tx, EventType::CampaignUpdated, &campaign).await?;
+    tx.commit().await?;
+    response::ok(&campaign)
+}
+
+/// Delete a campaign (soft: it disappears from the API; its messages stay in the history).
+/// A running campaign must be paused or cancelled first.
+#[utoipa::path(delete, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The campaign is running", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let current = store::lock(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("campaign"))?;
+    if !current.status.is_deletable() {
+        return Err(Problem::conflict(format!(
+            "the campaign's current status is {}: pause or cancel it before deleting it",
+            current.status
+        )));
+    }
+    let campaign = store::soft_delete(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("campaign"))?;
+    events::emit(&mut tx, EventType::CampaignDeleted, &campaign).await?;
+    tx.commit().await?;
+    response::no_content()
+}
+
+/// Start a draft campaign: it runs now, or becomes scheduled when its `scheduledAt` is in
+/// the future. A scheduled campaign whose time has come runs.
+#[utoipa::path(post, path = "/api/campaigns/{id}/start", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "Now running or scheduled", body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn start(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let now = OffsetDateTime::now_utc();
+    act(app, req, "start", |c| store::start_action(c, now)).await
+}
+
+/// Cancel a draft, scheduled, running or paused campaign.
+#[utoipa::path(post, path = "/api/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    act(app, req, "cancel", |_| Action::Cancel).await
+}
+
+/// Pause a running campaign.
+#[utoipa::path(post, path = "/api/campaigns/{id}/pause", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn pause(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    act(app, req, "pause", |_| Action::Pause).await
+}
+
+/// Resume a paused campaign.
+#[utoipa::path(post, path = "/api/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Campaign),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn resume(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    act(app, req, "resume", |_| Action::Resume).await
+}
+
+/// One status transition: one `campaign_status_changed` event, in the same transaction.
+async fn act(
+    app: &App,
+    req: &Request,
+    verb: &str,
+    choose: impl FnOnce(&Campaign) -> Action,
+) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let Transitioned { campaign, from, to } = store::act(&mut tx, id, verb, choose).await?;
+    let payload = StatusChanged {
+        campaign: &campaign,
+        from,
+        to,
+    };
+    events::emit(&mut tx, EventType::CampaignStatusChanged, &payload).await?;
+    tx.commit().await?;
+    response::ok(&campaign)
 }

@@ -10,6 +10,7 @@ use crate::contacts::store::{self, ListQuery};
 use crate::contacts::{Contact, ContactPage};
 use crate::domain::{Cursor, Limit, Offset};
 use crate::events::{self, EventType};
+use crate::groups;
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 
@@ -49,14 +50,21 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
         ("search" = Option<String>, Query, description = "Substring of name, email or phone"),
+        ("groupId" = Option<uuid::Uuid>, Query, description = "Only members of this group"),
     ),
     responses(
         (status = 200, body = ContactPage),
+        (status = 404, description = "`groupId` names no live group", body = ProblemDocument, content_type = "application/problem+json"),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = list_query(req)?;
     let mut tx = app.begin(req, Access::Read).await?;
+    if let Some(group) = query.group
+        && !groups::store::exists(&mut tx, group).await?
+    {
+        return Err(Problem::not_found("group"));
+    }
     let (mut items, total) = store::list(&mut tx, &query).await?;
     tx.commit().await?;
 
@@ -96,11 +104,16 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
         }
         Some(s) => Some(s.to_owned()),
     };
+    let group = param("groupId")
+        .map(|raw| uuid::Uuid::try_parse(raw.trim()))
+        .transpose()
+        .map_err(|_| Problem::field("/groupId", "must be a UUID"))?;
     Ok(ListQuery {
         limit,
         offset,
         cursor,
         search,
+        group,
     })
 }
 
@@ -208,7 +221,9 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     response::ok(&contact)
 }
 
-/// Delete a contact (soft: it disappears from the API and from future campaigns).
+/// Delete a contact (soft: it disappears from the API and from future campaigns). It
+/// leaves every group it was in; each live group it left gets a `group_updated` event
+/// with its new `memberCount`.
 #[utoipa::path(delete, path = "/api/contacts/{id}", tag = "contacts",
     params(("id" = uuid::Uuid, Path)),
     responses(
@@ -222,7 +237,9 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let contact = store::soft_delete(&mut tx, id)
         .await?
         .ok_or_else(|| Problem::not_found("contact"))?;
+    let left = groups::store::remove_contact(&mut tx, id).await?;
     events::emit(&mut tx, EventType::ContactDeleted, &contact).await?;
+    events::emit_all(&mut tx, EventType::GroupUpdated, &left).await?;
     tx.commit().await?;
     response::no_content()
 }

@@ -1,11 +1,19 @@
-//! The groups function: groups.
-//!
-//! Not yet implemented: every route answers 404 until its handler lands.
+//! The groups function: `/api/groups` and group membership.
+
+use http::StatusCode;
+use serde::de::DeserializeOwned;
 
 use super::Function::Groups;
 use super::Route;
 use crate::App;
-use crate::http::{Body, Problem, Request, Response};
+use crate::auth::Access;
+use crate::domain::{Cursor, Limit, Offset};
+use crate::events::{self, EventType};
+use crate::groups::input::{ContactIds, CreateGroup, GroupPatch, MemberIds, NewGroup, UpdateGroup};
+use crate::groups::store::{self, ListQuery};
+use crate::groups::{AddReport, Group, GroupPage, MemberPage, RemoveReport};
+use crate::http::problem::ProblemDocument;
+use crate::http::{Body, Problem, Request, Response, body, request, response};
 
 pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/groups", Groups),
@@ -20,9 +28,263 @@ pub const ROUTES: &[Route] = &[
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(paths(
+    list,
+    create,
+    get,
+    update,
+    delete,
+    members,
+    add_members,
+    remove_members
+))]
 pub struct Doc;
 
-pub async fn handle(_app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    Err(super::no_route(&req))
+pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    match super::route_key(&req) {
+        "GET /api/groups" => list(app, &req).await,
+        "POST /api/groups" => create(app, &req).await,
+        "GET /api/groups/{id}" => get(app, &req).await,
+        "PATCH /api/groups/{id}" => update(app, &req).await,
+        "DELETE /api/groups/{id}" => delete(app, &req).await,
+        "GET /api/groups/{id}/contacts" => members(app, &req).await,
+        "POST /api/groups/{id}/contacts" => add_members(app, &req).await,
+        "DELETE /api/groups/{id}/contacts" => remove_members(app, &req).await,
+        _ => Err(super::no_route(&req)),
+    }
+}
+
+/// List live groups, newest first.
+#[utoipa::path(get, path = "/api/groups", tag = "groups",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = GroupPage),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let limit = limit(req)?;
+    let offset = request::query(req, "offset")
+        .map(Offset::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/offset", e.0))?;
+    let cursor = cursor(req)?;
+    if offset.is_some() && cursor.is_some() {
+        return Err(Problem::field(
+            "/cursor",
+            "use either offset or cursor, not both",
+        ));
+    }
+    let query = ListQuery {
+        limit,
+        offset,
+        cursor,
+    };
+    let mut tx = app.begin(req, Access::Read).await?;
+    let (mut items, total) = store::list(&mut tx, &query).await?;
+    tx.commit().await?;
+
+    let next_cursor = next_cursor(&mut items, limit, |g| g.id);
+    response::ok(&GroupPage {
+        items,
+        total,
+        next_cursor,
+    })
+}
+
+/// Create a group.
+#[utoipa::path(post, path = "/api/groups", tag = "groups",
+    request_body = CreateGroup,
+    responses(
+        (status = 201, body = Group),
+        (status = 409, description = "A live group has this name", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: CreateGroup = object(req)?;
+    let new = NewGroup::parse(input).map_err(Problem::invalid)?;
+    let group = store::insert(&mut tx, &new).await?;
+    events::emit(&mut tx, EventType::GroupCreated, &group).await?;
+    tx.commit().await?;
+    response::json(StatusCode::CREATED, &group)
+}
+
+/// Get one group.
+#[utoipa::path(get, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Group),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let group = store::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("group"))?;
+    tx.commit().await?;
+    response::ok(&group)
+}
+
+/// Change a group's name or description.
+#[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateGroup,
+    responses(
+        (status = 200, body = Group),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "A live group has this name", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: UpdateGroup = object(req)?;
+    let patch = GroupPatch::parse(input).map_err(Problem::invalid)?;
+    let group = store::update(&mut tx, id, &patch)
+        .await?
+        .ok_or_else(|| Problem::not_found("group"))?;
+    events::emit(&mut tx, EventType::GroupUpdated, &group).await?;
+    tx.commit().await?;
+    response::ok(&group)
+}
+
+/// Delete a group (soft: it disappears from the API; campaigns that name it keep their
+/// reference, and its memberships are kept but no longer reachable).
+#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let group = store::soft_delete(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("group"))?;
+    events::emit(&mut tx, EventType::GroupDeleted, &group).await?;
+    tx.commit().await?;
+    response::no_content()
+}
+
+/// Page through a group's members, newest contact first.
+#[utoipa::path(get, path = "/api/groups/{id}/contacts", tag = "groups",
+    params(
+        ("id" = uuid::Uuid, Path),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = MemberPage),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let limit = limit(req)?;
+    let cursor = cursor(req)?;
+    if request::query(req, "offset").is_some() {
+        return Err(Problem::field(
+            "/offset",
+            "members are paged by cursor; the group's memberCount is the total",
+        ));
+    }
+    let mut tx = app.begin(req, Access::Read).await?;
+    if !store::exists(&mut tx, id).await? {
+        return Err(Problem::not_found("group"));
+    }
+    let mut items = store::members(&mut tx, id, limit, cursor).await?;
+    tx.commit().await?;
+
+    let next_cursor = next_cursor(&mut items, limit, |m| m.contact.id);
+    response::ok(&MemberPage { items, next_cursor })
+}
+
+/// Add contacts to a group. Contacts that are members already stay members once; ids that
+/// name no live contact of the tenant are reported and not added.
+#[utoipa::path(post, path = "/api/groups/{id}/contacts", tag = "groups",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = ContactIds,
+    responses(
+        (status = 200, body = AddReport),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: ContactIds = object(req)?;
+    let ids = MemberIds::parse(input).map_err(Problem::invalid)?;
+    let report = store::add_members(&mut tx, id, &ids)
+        .await?
+        .ok_or_else(|| Problem::not_found("group"))?;
+    // A request that changes no membership writes nothing, so it has nothing to announce.
+    if report.added > 0 {
+        events::emit(&mut tx, EventType::GroupUpdated, &report.group).await?;
+    }
+    tx.commit().await?;
+    response::ok(&report)
+}
+
+/// Remove contacts from a group. Ids that are not members are reported.
+#[utoipa::path(delete, path = "/api/groups/{id}/contacts", tag = "groups",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = ContactIds,
+    responses(
+        (status = 200, body = RemoveReport),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: ContactIds = object(req)?;
+    let ids = MemberIds::parse(input).map_err(Problem::invalid)?;
+    let report = store::remove_members(&mut tx, id, &ids)
+        .await?
+        .ok_or_else(|| Problem::not_found("group"))?;
+    if report.removed > 0 {
+        events::emit(&mut tx, EventType::GroupUpdated, &report.group).await?;
+    }
+    tx.commit().await?;
+    response::ok(&report)
+}
+
+/// A JSON object body decoded into `T`. serde would also take a struct from an array of
+/// its fields in order (`["VIPs"]`); requests name their fields.
+fn object<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
+    let fields: serde_json::Map<String, serde_json::Value> = body::json(req)?;
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| Problem::field("", e.to_string()))
+}
+
+fn limit(req: &Request) -> Result<Limit, Problem> {
+    Limit::parse(request::query(req, "limit")).map_err(|e| Problem::field("/limit", e.0))
+}
+
+fn cursor(req: &Request) -> Result<Option<Cursor>, Problem> {
+    request::query(req, "cursor")
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/cursor", e.0))
+}
+
+/// Cuts a `limit + 1` page down to `limit`; the cursor after its last row when more follow.
+fn next_cursor<T>(
+    items: &mut Vec<T>,
+    limit: Limit,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Option<String> {
+    let limit = limit.get() as usize;
+    (items.len() > limit).then(|| {
+        items.truncate(limit);
+        Cursor::after(id(&items[limit - 1])).encode()
+    })
 }

@@ -1,11 +1,22 @@
-//! The messages function: messages history.
-//!
-//! Not yet implemented: every route answers 404 until its handler lands.
+//! The messages function: `/api/messages`, the history of every message and its status.
+
+use http::StatusCode;
+
+use crate::App;
+use crate::auth::Access;
+use crate::campaigns::input::{parse_time, parse_uuid};
+use crate::domain::{Cursor, Limit, Offset};
+use crate::events::{self, EventType};
+use crate::http::problem::ProblemDocument;
+use crate::http::{Body, Problem, Request, Response, body, request, response};
+use crate::messages::input::{CreateMessage, NewMessage, StatusReport, UpdateStatus};
+use crate::messages::store::{self, ListQuery, NewRow, Outcome};
+use crate::messages::{
+    Channel, Message, MessagePage, MessageStatus, StatusChanged, StatusUpdateResult,
+};
 
 use super::Function::Messages;
 use super::Route;
-use crate::App;
-use crate::http::{Body, Problem, Request, Response};
 
 pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/messages", Messages),
@@ -16,9 +27,219 @@ pub const ROUTES: &[Route] = &[
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(paths(list, create, get, update_status))]
 pub struct Doc;
 
-pub async fn handle(_app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    Err(super::no_route(&req))
+pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    match super::route_key(&req) {
+        "GET /api/messages" => list(app, &req).await,
+        "POST /api/messages" => create(app, &req).await,
+        "GET /api/messages/{id}" => get(app, &req).await,
+        "POST /api/messages/{id}/status" => update_status(app, &req).await,
+        _ => Err(super::no_route(&req)),
+    }
+}
+
+/// List messages, newest first. Messages of deleted contacts and campaigns stay listed.
+#[utoipa::path(get, path = "/api/messages", tag = "messages",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
+        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("campaignId" = Option<uuid::Uuid>, Query, description = "Only this campaign's messages"),
+        ("contactId" = Option<uuid::Uuid>, Query, description = "Only messages to this contact"),
+        ("status" = Option<MessageStatus>, Query, description = "Only messages in this status"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Created at or after (RFC 3339)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Created before (RFC 3339)"),
+    ),
+    responses(
+        (status = 200, body = MessagePage),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let query = list_query(req)?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let (mut items, total) = store::list(&mut tx, &query).await?;
+    tx.commit().await?;
+
+    let limit = query.limit.get() as usize;
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        Cursor::after(items[limit - 1].id).encode()
+    });
+    response::ok(&MessagePage {
+        items,
+        total,
+        next_cursor,
+    })
+}
+
+fn list_query(req: &Request) -> Result<ListQuery, Problem> {
+    let param = |name| request::query(req, name);
+    let field =
+        |pointer: &'static str| move |e: crate::domain::Invalid| Problem::field(pointer, e.0);
+    let limit = Limit::parse(param("limit")).map_err(field("/limit"))?;
+    let offset = param("offset")
+        .map(Offset::parse)
+        .transpose()
+        .map_err(field("/offset"))?;
+    let cursor = param("cursor")
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(field("/cursor"))?;
+    if offset.is_some() && cursor.is_some() {
+        return Err(Problem::field(
+            "/cursor",
+            "use either offset or cursor, not both",
+        ));
+    }
+    let campaign_id = param("campaignId")
+        .map(parse_uuid)
+        .transpose()
+        .map_err(field("/campaignId"))?;
+    let contact_id = param("contactId")
+        .map(parse_uuid)
+        .transpose()
+        .map_err(field("/contactId"))?;
+    let status = param("status")
+        .map(|s| {
+            MessageStatus::parse(s).ok_or_else(|| {
+                Problem::field(
+                    "/status",
+                    "must be one of queued, sending, sent, delivered, read, failed",
+                )
+            })
+        })
+        .transpose()?;
+    let from = param("from")
+        .map(parse_time)
+        .transpose()
+        .map_err(field("/from"))?;
+    let to = param("to")
+        .map(parse_time)
+        .transpose()
+        .map_err(field("/to"))?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(Problem::field("/to", "must be later than from"));
+    }
+    Ok(ListQuery {
+        limit,
+        offset,
+        cursor,
+        campaign_id,
+        contact_id,
+        status,
+        from,
+        to,
+    })
+}
+
+/// Queue a direct message to a contact.
+#[utoipa::path(post, path = "/api/messages", tag = "messages",
+    request_body = CreateMessage,
+    responses(
+        (status = 201, description = "Queued", body = Message),
+        (status = 409, description = "The contact has opted out", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input, no such live contact, or the contact has no address for the channel", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: CreateMessage = body::json(req)?;
+    let new = NewMessage::parse(input).map_err(Problem::invalid)?;
+    let contact = store::addressee(&mut tx, new.contact_id)
+        .await?
+        .ok_or_else(|| Problem::field("/contactId", "no such contact"))?;
+    if contact.opted_out {
+        return Err(Problem::conflict("the contact has opted out of messages"));
+    }
+    let channel = new.channel.unwrap_or(match contact.phone {
+        Some(_) => Channel::Sms,
+        None => Channel::Email,
+    });
+    let recipient = match channel {
+        Channel::Sms => contact
+            .phone
+            .ok_or_else(|| Problem::field("/channel", "the contact has no phone for sms"))?,
+        Channel::Email => contact
+            .email
+            .ok_or_else(|| Problem::field("/channel", "the contact has no email address"))?,
+    };
+    let row = NewRow {
+        id: new.id,
+        campaign_id: None,
+        contact_id: new.contact_id,
+        channel,
+        recipient: &recipient,
+        body: &new.body,
+    };
+    let message = store::insert(&mut tx, &row).await?;
+    events::emit(&mut tx, EventType::MessageCreated, &message).await?;
+    tx.commit().await?;
+    response::json(StatusCode::CREATED, &message)
+}
+
+/// Get one message.
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, body = Message),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Read).await?;
+    let message = store::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("message"))?;
+    tx.commit().await?;
+    response::ok(&message)
+}
+
+/// Report a delivery status. Statuses only move forward (queued → sending → sent →
+/// delivered → read; failed, with an error, before delivered); a late report that would
+/// move the message backwards or sideways is not applied, and the answer says why.
+#[utoipa::path(post, path = "/api/messages/{id}/status", tag = "messages",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = UpdateStatus,
+    responses(
+        (status = 200, description = "Applied, or ignored with the reason", body = StatusUpdateResult),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn update_status(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let input: UpdateStatus = body::json(req)?;
+    let report = StatusReport::parse(input).map_err(Problem::invalid)?;
+    let outcome = store::update_status(&mut tx, id, &report)
+        .await?
+        .ok_or_else(|| Problem::not_found("message"))?;
+    let result = match outcome {
+        Outcome::Applied { message, from } => {
+            let payload = StatusChanged {
+                message: &message,
+                from,
+                to: report.status,
+            };
+            events::emit(&mut tx, EventType::MessageStatusChanged, &payload).await?;
+            StatusUpdateResult {
+                applied: true,
+                message,
+                from: Some(from),
+                reason: None,
+            }
+        }
+        Outcome::Ignored { message, reason } => StatusUpdateResult {
+            applied: false,
+            message,
+            from: None,
+            reason: Some(reason.to_string()),
+        },
+    };
+    tx.commit().await?;
+    response::ok(&result)
 }

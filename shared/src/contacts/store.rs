@@ -27,6 +27,8 @@ pub struct ListQuery {
     pub offset: Option<Offset>,
     pub cursor: Option<Cursor>,
     pub search: Option<String>,
+    /// Only members of this group (which the caller has checked is live).
+    pub group: Option<Uuid>,
 }
 
 pub async fn insert(tx: &mut TenantTx, new: &NewContact) -> Result<Contact, Problem> {
@@ -101,41 +103,85 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem
 }
 
 /// One page, newest first, plus the total when paging by offset.
+///
+/// With a group, the page walks the primary key of `group_contacts`, `(tenant_id,
+/// group_id, contact_id)`, backwards and looks each member up in `contacts` through a
+/// `LATERAL` subquery (`OFFSET 0` keeps it from being flattened into a join), so the plan
+/// is always that nested loop, generic plans included: a page costs `limit` index probes
+/// whether the group holds ten contacts or a million, and however sparse it is among the
+/// tenant's contacts. A plain join lets a generic plan merge-join against every contact
+/// from the newest down, which a deep cursor or a small group makes a scan.
 pub async fn list(
     tx: &mut TenantTx,
     q: &ListQuery,
 ) -> Result<(Vec<Contact>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let filtered = |select: &str| {
-        let mut sql = QueryBuilder::<Postgres>::new(select);
-        sql.push(" FROM contacts WHERE tenant_id = ")
-            .push_bind(tenant)
-            .push(" AND deleted_at IS NULL");
+    // What a listed contact satisfies besides its tenant; the names are unambiguous beside
+    // `group_contacts`.
+    let conditions = |sql: &mut QueryBuilder<Postgres>| {
+        sql.push(" AND deleted_at IS NULL");
         if let Some(term) = &q.search {
             sql.push(format_args!(" AND {SEARCH_TEXT} ILIKE "))
                 .push_bind(format!("%{}%", escape_like(term)));
         }
-        sql
     };
 
-    let mut page = filtered(concat!("SELECT ", columns!()));
-    if let Some(cursor) = q.cursor {
-        page.push(" AND id < ").push_bind(cursor.id());
+    let mut page = QueryBuilder::<Postgres>::new("SELECT ");
+    match q.group {
+        None => {
+            page.push(columns!())
+                .push(" FROM contacts WHERE tenant_id = ")
+                .push_bind(tenant);
+            conditions(&mut page);
+            if let Some(cursor) = q.cursor {
+                page.push(" AND id < ").push_bind(cursor.id());
+            }
+            page.push(" ORDER BY id DESC");
+        }
+        Some(group) => {
+            page.push(concat!(
+                "c.* FROM group_contacts gc CROSS JOIN LATERAL (SELECT ",
+                columns!(),
+                " FROM contacts WHERE tenant_id = gc.tenant_id AND id = gc.contact_id"
+            ));
+            conditions(&mut page);
+            page.push(" OFFSET 0) c WHERE gc.tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND gc.group_id = ")
+                .push_bind(group);
+            if let Some(cursor) = q.cursor {
+                page.push(" AND gc.contact_id < ").push_bind(cursor.id());
+            }
+            page.push(" ORDER BY gc.contact_id DESC");
+        }
     }
-    page.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(q.limit.get()) + 1);
+    page.push(" LIMIT ").push_bind(i64::from(q.limit.get()) + 1);
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }
     let items = page.build_query_as().fetch_all(tx.conn()).await?;
 
     let total = match q.offset {
-        Some(_) => Some(
-            filtered("SELECT count(*)")
-                .build_query_scalar()
-                .fetch_one(tx.conn())
-                .await?,
-        ),
+        Some(_) => {
+            let mut count = QueryBuilder::<Postgres>::new("SELECT count(*)");
+            match q.group {
+                None => count
+                    .push(" FROM contacts WHERE tenant_id = ")
+                    .push_bind(tenant),
+                // Counting all of a group is a join the planner may hash or merge.
+                Some(group) => count
+                    .push(
+                        " FROM group_contacts gc JOIN contacts
+                            ON contacts.tenant_id = gc.tenant_id AND contacts.id = gc.contact_id
+                          WHERE gc.tenant_id = ",
+                    )
+                    .push_bind(tenant)
+                    .push(" AND gc.group_id = ")
+                    .push_bind(group),
+            };
+            conditions(&mut count);
+            Some(count.build_query_scalar().fetch_one(tx.conn()).await?)
+        }
         None => None,
     };
     Ok((items, total))

@@ -40,8 +40,8 @@ pub fn is_json(media_type: &str) -> bool {
     media_type == "application/json" || media_type.ends_with("+json")
 }
 
-/// Decodes a JSON body into `T`. A missing `Content-Type` is taken as JSON; another type
-/// is refused.
+/// Decodes a JSON object body into `T`. A missing `Content-Type` is taken as JSON; another
+/// type is refused.
 pub fn json<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
     if let Some(mt) = media_type(req)
         && !is_json(&mt)
@@ -49,10 +49,13 @@ pub fn json<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
         return Err(Problem::unsupported_media_type("application/json"));
     }
     let bytes = bytes(req, LIMIT)?;
-    if bytes.is_empty() {
-        return Err(Problem::malformed("a JSON body is required"));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(Problem::malformed("a JSON body is required")),
+        // serde would fill a struct from an array (`["Ada", "+1…"]`) by position; the API's
+        // bodies are objects, with named fields only.
+        Some(b'{') => decode(bytes),
+        Some(_) => Err(Problem::field("", "the body must be a JSON object")),
     }
-    decode(bytes)
 }
 
 /// Decodes JSON bytes, telling syntax errors (400) from shape errors (422).
