@@ -338,6 +338,16 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
         )
         .await;
     syntax.problem(400);
+    // Truncated after an unknown field: still a syntax error, not a shape error.
+    let truncated = alice
+        .send(
+            alice
+                .request(Method::POST, "/api/contacts")
+                .header("content-type", "application/json")
+                .body("{\"role\": 1, \"name\":"),
+        )
+        .await;
+    truncated.problem(400);
     let form = alice
         .send(
             alice

@@ -8,9 +8,9 @@ use crate::contacts::import::{self, ImportReport};
 use crate::contacts::input::{ContactPatch, CreateContact, NewContact, UpdateContact};
 use crate::contacts::store::{self, ListQuery};
 use crate::contacts::{Contact, ContactPage};
-use crate::domain::{Cursor, Limit, Offset};
 use crate::events::{self, EventType};
 use crate::groups;
+use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 
@@ -68,11 +68,7 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let (mut items, total) = store::list(&mut tx, &query).await?;
     tx.commit().await?;
 
-    let limit = query.limit.get() as usize;
-    let next_cursor = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        Cursor::after(items[limit - 1].id).encode()
-    });
+    let next_cursor = paging::next_cursor(&mut items, query.limit, |item| item.id);
     response::ok(&ContactPage {
         items,
         total,
@@ -82,21 +78,11 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
 
 fn list_query(req: &Request) -> Result<ListQuery, Problem> {
     let param = |name| request::query(req, name);
-    let limit = Limit::parse(param("limit")).map_err(|e| Problem::field("/limit", e.0))?;
-    let offset = param("offset")
-        .map(Offset::parse)
-        .transpose()
-        .map_err(|e| Problem::field("/offset", e.0))?;
-    let cursor = param("cursor")
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|e| Problem::field("/cursor", e.0))?;
-    if offset.is_some() && cursor.is_some() {
-        return Err(Problem::field(
-            "/cursor",
-            "use either offset or cursor, not both",
-        ));
-    }
+    let Paging {
+        limit,
+        offset,
+        cursor,
+    } = Paging::from_request(req)?;
     let search = match param("search").map(str::trim) {
         None | Some("") => None,
         Some(s) if s.chars().count() > 100 => {

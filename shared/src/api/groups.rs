@@ -1,17 +1,17 @@
 //! The groups function: `/api/groups` and group membership.
 
 use http::StatusCode;
-use serde::de::DeserializeOwned;
 
 use super::Function::Groups;
 use super::Route;
 use crate::App;
 use crate::auth::Access;
-use crate::domain::{Cursor, Limit, Offset};
+use crate::domain::Offset;
 use crate::events::{self, EventType};
 use crate::groups::input::{ContactIds, CreateGroup, GroupPatch, MemberIds, NewGroup, UpdateGroup};
 use crate::groups::store::{self, ListQuery};
 use crate::groups::{AddReport, Group, GroupPage, MemberPage, RemoveReport};
+use crate::http::paging;
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 
@@ -66,12 +66,12 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
-    let limit = limit(req)?;
+    let limit = paging::limit(req)?;
     let offset = request::query(req, "offset")
         .map(Offset::parse)
         .transpose()
         .map_err(|e| Problem::field("/offset", e.0))?;
-    let cursor = cursor(req)?;
+    let cursor = paging::cursor(req)?;
     if offset.is_some() && cursor.is_some() {
         return Err(Problem::field(
             "/cursor",
@@ -87,7 +87,7 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let (mut items, total) = store::list(&mut tx, &query).await?;
     tx.commit().await?;
 
-    let next_cursor = next_cursor(&mut items, limit, |g| g.id);
+    let next_cursor = paging::next_cursor(&mut items, limit, |g| g.id);
     response::ok(&GroupPage {
         items,
         total,
@@ -105,7 +105,7 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
-    let input: CreateGroup = object(req)?;
+    let input: CreateGroup = body::json(req)?;
     let new = NewGroup::parse(input).map_err(Problem::invalid)?;
     let group = store::insert(&mut tx, &new).await?;
     events::emit(&mut tx, EventType::GroupCreated, &group).await?;
@@ -144,7 +144,7 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
     let mut tx = app.begin(req, Access::Write).await?;
-    let input: UpdateGroup = object(req)?;
+    let input: UpdateGroup = body::json(req)?;
     let patch = GroupPatch::parse(input).map_err(Problem::invalid)?;
     let group = store::update(&mut tx, id, &patch)
         .await?
@@ -188,8 +188,8 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     ))]
 pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
-    let limit = limit(req)?;
-    let cursor = cursor(req)?;
+    let limit = paging::limit(req)?;
+    let cursor = paging::cursor(req)?;
     if request::query(req, "offset").is_some() {
         return Err(Problem::field(
             "/offset",
@@ -203,7 +203,7 @@ pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem
     let mut items = store::members(&mut tx, id, limit, cursor).await?;
     tx.commit().await?;
 
-    let next_cursor = next_cursor(&mut items, limit, |m| m.contact.id);
+    let next_cursor = paging::next_cursor(&mut items, limit, |m| m.contact.id);
     response::ok(&MemberPage { items, next_cursor })
 }
 
@@ -220,7 +220,7 @@ pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem
 pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
     let mut tx = app.begin(req, Access::Write).await?;
-    let input: ContactIds = object(req)?;
+    let input: ContactIds = body::json(req)?;
     let ids = MemberIds::parse(input).map_err(Problem::invalid)?;
     let report = store::add_members(&mut tx, id, &ids)
         .await?
@@ -245,7 +245,7 @@ pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Pro
 pub async fn remove_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
     let mut tx = app.begin(req, Access::Write).await?;
-    let input: ContactIds = object(req)?;
+    let input: ContactIds = body::json(req)?;
     let ids = MemberIds::parse(input).map_err(Problem::invalid)?;
     let report = store::remove_members(&mut tx, id, &ids)
         .await?
@@ -255,36 +255,4 @@ pub async fn remove_members(app: &App, req: &Request) -> Result<Response<Body>, 
     }
     tx.commit().await?;
     response::ok(&report)
-}
-
-/// A JSON object body decoded into `T`. serde would also take a struct from an array of
-/// its fields in order (`["VIPs"]`); requests name their fields.
-fn object<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
-    let fields: serde_json::Map<String, serde_json::Value> = body::json(req)?;
-    serde_json::from_value(serde_json::Value::Object(fields))
-        .map_err(|e| Problem::field("", e.to_string()))
-}
-
-fn limit(req: &Request) -> Result<Limit, Problem> {
-    Limit::parse(request::query(req, "limit")).map_err(|e| Problem::field("/limit", e.0))
-}
-
-fn cursor(req: &Request) -> Result<Option<Cursor>, Problem> {
-    request::query(req, "cursor")
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|e| Problem::field("/cursor", e.0))
-}
-
-/// Cuts a `limit + 1` page down to `limit`; the cursor after its last row when more follow.
-fn next_cursor<T>(
-    items: &mut Vec<T>,
-    limit: Limit,
-    id: impl Fn(&T) -> uuid::Uuid,
-) -> Option<String> {
-    let limit = limit.get() as usize;
-    (items.len() > limit).then(|| {
-        items.truncate(limit);
-        Cursor::after(id(&items[limit - 1])).encode()
-    })
 }

@@ -5,8 +5,8 @@ use http::StatusCode;
 use crate::App;
 use crate::auth::Access;
 use crate::campaigns::input::{parse_time, parse_uuid};
-use crate::domain::{Cursor, Limit, Offset};
 use crate::events::{self, EventType};
+use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 use crate::messages::input::{CreateMessage, NewMessage, StatusReport, UpdateStatus};
@@ -62,11 +62,7 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let (mut items, total) = store::list(&mut tx, &query).await?;
     tx.commit().await?;
 
-    let limit = query.limit.get() as usize;
-    let next_cursor = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        Cursor::after(items[limit - 1].id).encode()
-    });
+    let next_cursor = paging::next_cursor(&mut items, query.limit, |item| item.id);
     response::ok(&MessagePage {
         items,
         total,
@@ -78,21 +74,11 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
     let param = |name| request::query(req, name);
     let field =
         |pointer: &'static str| move |e: crate::domain::Invalid| Problem::field(pointer, e.0);
-    let limit = Limit::parse(param("limit")).map_err(field("/limit"))?;
-    let offset = param("offset")
-        .map(Offset::parse)
-        .transpose()
-        .map_err(field("/offset"))?;
-    let cursor = param("cursor")
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(field("/cursor"))?;
-    if offset.is_some() && cursor.is_some() {
-        return Err(Problem::field(
-            "/cursor",
-            "use either offset or cursor, not both",
-        ));
-    }
+    let Paging {
+        limit,
+        offset,
+        cursor,
+    } = Paging::from_request(req)?;
     let campaign_id = param("campaignId")
         .map(parse_uuid)
         .transpose()

@@ -10,12 +10,12 @@ use super::Function::Webhooks;
 use super::Route;
 use crate::App;
 use crate::auth::Access;
-use crate::domain::{Cursor, Limit, Offset};
 use crate::events::{self, EventType};
+use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 use crate::webhooks::input::{CreateWebhook, NewWebhook, UpdateWebhook, WebhookPatch};
-use crate::webhooks::store::{self, Paging};
+use crate::webhooks::store;
 use crate::webhooks::{Secret, Webhook, WebhookLogPage, WebhookPage};
 
 pub const ROUTES: &[Route] = &[
@@ -58,13 +58,13 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
-    let paging = paging(req)?;
+    let paging = Paging::from_request(req)?;
     let mut tx = app.begin(req, Access::Read).await?;
     let (rows, total) = store::list(&mut tx, &paging).await?;
     tx.commit().await?;
 
     let mut items: Vec<Webhook> = rows.iter().map(|r| r.masked()).collect();
-    let next_cursor = next_cursor(&mut items, paging.limit, |w| w.id);
+    let next_cursor = paging::next_cursor(&mut items, paging.limit, |w| w.id);
     response::ok(&WebhookPage {
         items,
         total,
@@ -188,7 +188,7 @@ pub async fn regenerate_secret(app: &App, req: &Request) -> Result<Response<Body
     ))]
 pub async fn logs(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
-    let paging = paging(req)?;
+    let paging = Paging::from_request(req)?;
     let mut tx = app.begin(req, Access::Read).await?;
     if !store::exists(&mut tx, id).await? {
         return Err(Problem::not_found("webhook"));
@@ -196,48 +196,11 @@ pub async fn logs(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let (mut items, total) = store::logs(&mut tx, id, &paging).await?;
     tx.commit().await?;
 
-    let next_cursor = next_cursor(&mut items, paging.limit, |l| l.id);
+    let next_cursor = paging::next_cursor(&mut items, paging.limit, |l| l.id);
     response::ok(&WebhookLogPage {
         items,
         total,
         next_cursor,
-    })
-}
-
-fn paging(req: &Request) -> Result<Paging, Problem> {
-    let param = |name| request::query(req, name);
-    let limit = Limit::parse(param("limit")).map_err(|e| Problem::field("/limit", e.0))?;
-    let offset = param("offset")
-        .map(Offset::parse)
-        .transpose()
-        .map_err(|e| Problem::field("/offset", e.0))?;
-    let cursor = param("cursor")
-        .map(Cursor::parse)
-        .transpose()
-        .map_err(|e| Problem::field("/cursor", e.0))?;
-    if offset.is_some() && cursor.is_some() {
-        return Err(Problem::field(
-            "/cursor",
-            "use either offset or cursor, not both",
-        ));
-    }
-    Ok(Paging {
-        limit,
-        offset,
-        cursor,
-    })
-}
-
-/// The store fetches one row beyond the page to learn whether another page follows.
-fn next_cursor<T>(
-    items: &mut Vec<T>,
-    limit: Limit,
-    id: impl Fn(&T) -> uuid::Uuid,
-) -> Option<String> {
-    let limit = limit.get() as usize;
-    (items.len() > limit).then(|| {
-        items.truncate(limit);
-        Cursor::after(id(&items[limit - 1])).encode()
     })
 }
 

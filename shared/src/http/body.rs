@@ -58,12 +58,13 @@ pub fn json<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
     }
 }
 
-/// Decodes JSON bytes, telling syntax errors (400) from shape errors (422).
+/// Decodes JSON bytes, telling syntax errors (400) from shape errors (422). Syntax is
+/// checked over the whole body first (without building anything), so a truncated body is a
+/// 400 even when a shape error would have been met before its end.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Problem::field("", shape_error(&e)),
-        _ => Problem::malformed(format!("the body is not valid JSON: {e}")),
-    })
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| Problem::malformed(format!("the body is not valid JSON: {e}")))?;
+    serde_json::from_slice(bytes).map_err(|e| Problem::field("", shape_error(&e)))
 }
 
 /// serde's message without its "at line 1 column 9" suffix, which means nothing to a

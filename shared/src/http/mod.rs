@@ -3,6 +3,7 @@
 pub mod body;
 pub mod client;
 pub mod locale;
+pub mod paging;
 pub mod problem;
 pub mod request;
 pub mod response;

@@ -8,7 +8,6 @@ use uuid::Uuid;
 use super::input::{NewWebhook, WebhookPatch};
 use super::{Secret, WebhookLog, WebhookRow};
 use crate::db::TenantTx;
-use crate::domain::{Cursor, Limit, Offset};
 use crate::http::Problem;
 
 /// The columns of [`WebhookRow`]; a macro so that statements stay `'static` strings. The
@@ -22,12 +21,7 @@ macro_rules! columns {
     };
 }
 
-/// Paging of a list: `limit` with either `offset` (and a total) or `cursor`.
-pub struct Paging {
-    pub limit: Limit,
-    pub offset: Option<Offset>,
-    pub cursor: Option<Cursor>,
-}
+pub use crate::http::paging::Paging;
 
 pub async fn insert(
     tx: &mut TenantTx,

@@ -1,0 +1,57 @@
+//! Paging of list endpoints: `limit` (1–200, default 50) with either `offset` or `cursor`,
+//! parsed once from the query string. Stores fetch `limit + 1` rows; [`next_cursor`] trims
+//! the extra row and turns the last kept one into the cursor of the next page.
+
+use uuid::Uuid;
+
+use super::{Problem, Request, request};
+use crate::domain::{Cursor, Limit, Offset};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub limit: Limit,
+    pub offset: Option<Offset>,
+    pub cursor: Option<Cursor>,
+}
+
+impl Paging {
+    pub fn from_request(req: &Request) -> Result<Paging, Problem> {
+        let limit = limit(req)?;
+        let offset = request::query(req, "offset")
+            .map(Offset::parse)
+            .transpose()
+            .map_err(|e| Problem::field("/offset", e.0))?;
+        let cursor = cursor(req)?;
+        if offset.is_some() && cursor.is_some() {
+            return Err(Problem::field(
+                "/cursor",
+                "use either offset or cursor, not both",
+            ));
+        }
+        Ok(Paging {
+            limit,
+            offset,
+            cursor,
+        })
+    }
+}
+
+pub fn limit(req: &Request) -> Result<Limit, Problem> {
+    Limit::parse(request::query(req, "limit")).map_err(|e| Problem::field("/limit", e.0))
+}
+
+pub fn cursor(req: &Request) -> Result<Option<Cursor>, Problem> {
+    request::query(req, "cursor")
+        .map(Cursor::parse)
+        .transpose()
+        .map_err(|e| Problem::field("/cursor", e.0))
+}
+
+/// Cuts a `limit + 1` page down to `limit`; the cursor after its last row when more follow.
+pub fn next_cursor<T>(items: &mut Vec<T>, limit: Limit, id: impl Fn(&T) -> Uuid) -> Option<String> {
+    let limit = limit.get() as usize;
+    (items.len() > limit).then(|| {
+        items.truncate(limit);
+        Cursor::after(id(&items[limit - 1])).encode()
+    })
+}
