@@ -1,1 +1,1285 @@
-fn main() {}
+//! `contacts-list`: how fast `GET /api/contacts?limit=50` is through herald-local, next to
+//! pgbench running the same SELECT, and what row-level security costs that SELECT.
+//!
+//! One run: a fresh database, herald-local started in-process, 100,000 contacts loaded with
+//! set-based SQL, an HTTP load at fixed concurrency, pgbench on the handler's query (with
+//! `set_config`, with `app.enter_tenant`, and with literals instead of bind parameters),
+//! pgbench with one client as the owner and as `herald_app`, CPU accounting from /proc, a
+//! summary on stdout, the database dropped. Progress goes to stderr. See bench/README.md.
+//!
+//! herald writes one JSON log line and one EMF line per request to stdout. While the server
+//! runs, file descriptor 1 points at `--server-log` (default `/dev/null`); the figures are
+//! printed on the original stdout.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use clap::Parser;
+use herald::config::JwtConfig;
+use herald_local::server::{self, ServerConfig};
+use herald_local::{database, tenant, token};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+/// HS256 secret the in-process server accepts; the bench signs its token with it.
+const SECRET: &str = "herald-bench-secret-not-for-production";
+const OWNER_SUB: &str = "bench-owner";
+const OTHER_SUB: &str = "other-owner";
+/// Rows of the second tenant, which RLS (and the tenant filter) must leave out.
+const OTHER_TENANT_CONTACTS: i32 = 1_000;
+/// `limit=50`; the handler asks for one more row to know whether a next page exists.
+const PAGE: usize = 50;
+
+/// The columns `store::list` selects (`columns!()` in shared/src/contacts/store.rs), on one
+/// line so that pgbench's per-statement report shows the statement on one line.
+const COLUMNS: &str = "id, tenant_id, name, phone, email, attributes, opted_out_at, \
+                       (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "contacts-list",
+    about = "Benchmark GET /api/contacts?limit=50 through herald-local against pgbench"
+)]
+struct Args {
+    /// Length of each measured phase (HTTP load and each pgbench run).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Contacts loaded for the benchmarked tenant.
+    #[arg(long, default_value_t = 100_000)]
+    contacts: i32,
+    /// Concurrent HTTP requests (and pgbench clients).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Unmeasured HTTP load before the measured phase.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// The owner's connection; this database is dropped, recreated and dropped again.
+    #[arg(
+        long,
+        env = "HERALD_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/herald_bench"
+    )]
+    database_url: String,
+    /// The server's pool size (default: herald-local's own, ServerConfig.db_max_connections).
+    #[arg(long)]
+    db_max_connections: Option<u32>,
+    /// Tokio worker threads of the server's runtime (default: the number of CPUs).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Worker threads of the load generator's own runtime; 0 runs it on the server's.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Where the server's stdout (a log line and an EMF line per request) goes.
+    #[arg(long, default_value = "/dev/null")]
+    server_log: PathBuf,
+    /// Do not install herald's JSON log subscriber (EMF lines are printed regardless).
+    #[arg(long)]
+    no_telemetry: bool,
+    /// Leave the database in place at the end.
+    #[arg(long)]
+    keep_database: bool,
+    /// Measure the gateway only (no pgbench), e.g. to compare server settings quickly.
+    #[arg(long)]
+    gateway_only: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut out = match redirect_stdout(&args.server_log) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "contacts-list: cannot redirect stdout to {}: {e}",
+                args.server_log.display()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // reqwest is built with `rustls-no-provider`; plain http needs no TLS, but building a
+    // client without a provider panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_threads = args.server_threads.unwrap_or(cpus).max(1);
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let client_rt = (args.client_threads > 0).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.client_threads)
+            .thread_name("load")
+            .enable_all()
+            .build()
+            .expect("load runtime")
+    });
+    let setup = Setup {
+        cpus,
+        server_threads,
+        client: client_rt.as_ref().map(|rt| rt.handle().clone()),
+    };
+
+    let result = server_rt.block_on(async {
+        let result = run(&args, &setup).await;
+        if !args.keep_database
+            && let Err(e) = Postgres::force_drop_database(&args.database_url).await
+        {
+            eprintln!("contacts-list: could not drop the bench database: {e}");
+        }
+        result
+    });
+    if let Some(rt) = client_rt {
+        rt.shutdown_background();
+    }
+    server_rt.shutdown_background();
+
+    match result {
+        Ok(report) => {
+            let _ = out.write_all(report.as_bytes());
+            let _ = out.flush();
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("contacts-list: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+struct Setup {
+    cpus: usize,
+    server_threads: usize,
+    /// The load generator's runtime; `None`: the server's.
+    client: Option<tokio::runtime::Handle>,
+}
+
+/// Points fd 1 at `path` and returns a handle on the original stdout.
+fn redirect_stdout(path: &Path) -> io::Result<File> {
+    io::stdout().flush()?;
+    // SAFETY: dup and dup2 on descriptors this process owns; the duplicate becomes a File
+    // that owns it.
+    let saved = unsafe { libc::dup(1) };
+    if saved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let saved = unsafe { File::from_raw_fd(saved) };
+    let target = OpenOptions::new().create(true).append(true).open(path)?;
+    if unsafe { libc::dup2(target.as_raw_fd(), 1) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(saved)
+}
+
+async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
+    ensure!(args.seconds > 0, "--seconds must be at least 1");
+    ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    ensure!(
+        (1..100_000_000).contains(&args.contacts),
+        "--contacts must be from 1 to 99,999,999"
+    );
+    ensure!(
+        args.contacts as usize > PAGE,
+        "--contacts must exceed the page size ({PAGE})"
+    );
+    let options = PgConnectOptions::from_str(&args.database_url)?;
+    let db_name = options
+        .get_database()
+        .context("the database URL must name a database")?
+        .to_owned();
+    ensure!(
+        db_name != "postgres" && db_name != "template1",
+        "refusing to drop database {db_name}"
+    );
+    let conn = PgTarget {
+        host: options.get_host().to_owned(),
+        port: options.get_port(),
+        db: db_name.clone(),
+        owner: options.get_username().to_owned(),
+        sslmode: match options.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        },
+    };
+
+    // 1. Fresh database, server, tenants, contacts.
+    eprintln!("contacts-list: recreating database {db_name}");
+    Postgres::force_drop_database(&args.database_url).await?;
+    Postgres::create_database(&args.database_url).await?;
+    if !args.no_telemetry {
+        // As `herald-local serve` does: JSON log lines on stdout.
+        herald::telemetry::init();
+    }
+    let jwt = JwtConfig {
+        hs256_secret: Some(SECRET.to_owned()),
+        ..JwtConfig::default()
+    };
+    let mut config = ServerConfig::new(args.database_url.clone(), jwt);
+    if let Some(n) = args.db_max_connections {
+        config.db_max_connections = n;
+    }
+    let pool_size = config.db_max_connections;
+    let running = server::start(config)
+        .await
+        .context("starting herald-local")?;
+    eprintln!("contacts-list: herald-local on http://{}", running.addr);
+
+    let owner = database::owner_pool(&args.database_url).await?;
+    let bench = tenant::create(&owner, "Bench tenant", OWNER_SUB).await?;
+    let other = tenant::create(&owner, "Other tenant", OTHER_SUB).await?;
+    let started = Instant::now();
+    let now_ms = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    // Ids are UUIDv7 one millisecond apart, so id order is creation order; the other
+    // tenant's rows are older than the bench tenant's.
+    let first_ms = now_ms - i64::from(args.contacts) - i64::from(OTHER_TENANT_CONTACTS) - 1_000;
+    load_contacts(
+        &owner,
+        other.id,
+        OTHER_TENANT_CONTACTS,
+        "+1212",
+        "other.example",
+        first_ms,
+    )
+    .await?;
+    load_contacts(
+        &owner,
+        bench.id,
+        args.contacts,
+        "+1415",
+        "bench.example",
+        first_ms + i64::from(OTHER_TENANT_CONTACTS),
+    )
+    .await?;
+    sqlx::raw_sql("VACUUM (ANALYZE) contacts, tenants, tenant_members")
+        .execute(&owner)
+        .await?;
+    eprintln!(
+        "contacts-list: loaded {} + {} contacts in {:.1} s",
+        args.contacts,
+        OTHER_TENANT_CONTACTS,
+        started.elapsed().as_secs_f64()
+    );
+
+    // 2. HTTP load.
+    let token = token::issue(SECRET, OWNER_SUB, None, 3600)?;
+    let target = Target {
+        url: format!("http://{}/api/contacts?limit={PAGE}", running.addr),
+    };
+    let mut headers = HeaderMap::new();
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
+    auth.set_sensitive(true);
+    headers.insert(AUTHORIZATION, auth);
+    headers.insert("x-tenant-id", HeaderValue::from_str(&bench.id.to_string())?);
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    fetch(&client, &target)
+        .await
+        .map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+
+    eprintln!(
+        "contacts-list: HTTP load, concurrency {}, {} s warm-up + {} s",
+        args.concurrency, args.warmup, args.seconds
+    );
+    let measure_from = Instant::now() + Duration::from_secs(args.warmup);
+    let end = measure_from + Duration::from_secs(args.seconds);
+    let fut = load(
+        client,
+        Arc::new(target),
+        args.concurrency,
+        measure_from,
+        end,
+    );
+    let handle = match &setup.client {
+        Some(rt) => rt.spawn(fut),
+        None => tokio::spawn(fut),
+    };
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = Cpu::now();
+    let backends = Backends::of(&owner, &db_name, "herald-local").await;
+    tokio::time::sleep_until(end.into()).await;
+    let http_cpu = Cpu::now().since(&cpu_from);
+    let http_backends = backends.cpu_since_start();
+    let load = handle.await?;
+    running.task.abort();
+    let _ = running.task.await;
+    if let Some(e) = &load.first_error {
+        eprintln!("contacts-list: first failed request: {e}");
+    }
+    let per_request = load.latencies.len() as u64 + load.errors;
+    let gateway_us = [
+        per_op_us(http_cpu.server, per_request),
+        per_op_us(http_cpu.load, per_request),
+        per_op_us(http_backends.cpu, per_request),
+    ];
+    let gateway_total: f64 = gateway_us.iter().sum();
+    eprintln!(
+        "contacts-list: gateway {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; CPU per request: \
+         server {:.0} us, load generator {:.0} us, PostgreSQL {:.0} us, total {gateway_total:.0} us; \
+         anything else {:.0} % of a core",
+        load.rps(),
+        ms(load.percentile(0.50)),
+        ms(load.percentile(0.99)),
+        load.errors,
+        gateway_us[0],
+        gateway_us[1],
+        gateway_us[2],
+        http_cpu.share(http_cpu.other()),
+    );
+    if args.gateway_only {
+        return Ok(String::new());
+    }
+    // Let the server's pool connections go before pgbench starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 3. and 4. pgbench.
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pg = Pgbench {
+        conn,
+        owner_pool: owner.clone(),
+        dir: dir.clone(),
+        seconds: args.seconds,
+        vars: vec![
+            ("tenant", bench.id.to_string()),
+            ("sub", OWNER_SUB.to_owned()),
+        ],
+    };
+    // As the handler sends it: the tenant a bind parameter, the validated LIMIT a literal
+    // (see `Limit::fetch`).
+    let select = format!(
+        "SELECT {COLUMNS} FROM contacts WHERE tenant_id = :tenant AND deleted_at IS NULL \
+         ORDER BY id DESC LIMIT {};",
+        PAGE + 1
+    );
+    // With literals instead: a prepared statement without parameters is planned once.
+    let select_literal = format!(
+        "SELECT {COLUMNS} FROM contacts WHERE tenant_id = '{}' AND deleted_at IS NULL \
+         ORDER BY id DESC LIMIT {};",
+        bench.id,
+        PAGE + 1
+    );
+    let in_tx = |enter: &str, select: &str| format!("BEGIN;\n{enter}\n{select}\nCOMMIT;\n");
+    let set_config = "SELECT set_config('app.tenant_id', :tenant, true);";
+    let set_config_literal = format!("SELECT set_config('app.tenant_id', '{}', true);", bench.id);
+    let scripts = Scripts {
+        set_config: write_script(&dir, "set_config.sql", &in_tx(set_config, &select))?,
+        enter_tenant: write_script(
+            &dir,
+            "enter_tenant.sql",
+            &in_tx("SELECT app.enter_tenant(:tenant, :sub);", &select),
+        )?,
+        set_config_literal: write_script(
+            &dir,
+            "set_config_literal.sql",
+            &in_tx(&set_config_literal, &select_literal),
+        )?,
+        bare: write_script(&dir, "select.sql", &format!("{select}\n"))?,
+        bare_literal: write_script(&dir, "select_literal.sql", &format!("{select_literal}\n"))?,
+    };
+    let clients = args.concurrency as u32;
+    let app = database::APP_ROLE;
+    let owner = pg.conn.owner.clone();
+
+    let pg_set = pg
+        .stage(
+            "set_config, parameters",
+            app,
+            &scripts.set_config,
+            clients,
+            false,
+        )
+        .await;
+    let pg_enter = pg
+        .stage(
+            "enter_tenant, parameters",
+            app,
+            &scripts.enter_tenant,
+            clients,
+            false,
+        )
+        .await;
+    let pg_literal = pg
+        .stage(
+            "set_config, literals",
+            app,
+            &scripts.set_config_literal,
+            clients,
+            false,
+        )
+        .await;
+    let rls_owner = pg
+        .stage(
+            "1 client, owner, parameters",
+            &owner,
+            &scripts.bare,
+            1,
+            true,
+        )
+        .await;
+    let rls_app = pg
+        .stage(
+            "1 client, herald_app, parameters",
+            app,
+            &scripts.set_config,
+            1,
+            true,
+        )
+        .await;
+    let rls_owner_literal = pg
+        .stage(
+            "1 client, owner, literals",
+            &owner,
+            &scripts.bare_literal,
+            1,
+            true,
+        )
+        .await;
+    let rls_app_literal = pg
+        .stage(
+            "1 client, herald_app, literals",
+            app,
+            &scripts.set_config_literal,
+            1,
+            true,
+        )
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 5. Summary.
+    let mut s = String::new();
+    writeln!(
+        s,
+        "contacts-list benchmark ({} contacts, concurrency {}, {} s)",
+        args.contacts, args.concurrency, args.seconds
+    )?;
+    writeln!(
+        s,
+        "gateway  GET /api/contacts?limit={PAGE}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        load.rps(),
+        ms(load.percentile(0.50)),
+        ms(load.percentile(0.99)),
+        load.errors
+    )?;
+    let tps_line = |r: &Option<PgbenchRun>| match r {
+        Some(r) => format!("{:.0} tps (avg {:.2} ms)", r.tps, r.latency_ms),
+        None => "n/a (pgbench failed)".to_owned(),
+    };
+    writeln!(
+        s,
+        "pgbench  same SELECT in a tenant tx:  {}",
+        tps_line(&pg_set)
+    )?;
+    writeln!(
+        s,
+        "pgbench  with app.enter_tenant:       {}",
+        tps_line(&pg_enter)
+    )?;
+    writeln!(
+        s,
+        "pgbench  set_config, literals:        {}",
+        tps_line(&pg_literal)
+    )?;
+    match &pg_set {
+        Some(r) if r.tps > 0.0 => writeln!(
+            s,
+            "gateway / pgbench: {:.1} % (target >= 50 %)",
+            100.0 * load.rps() / r.tps
+        )?,
+        _ => writeln!(s, "gateway / pgbench: n/a (target >= 50 %)")?,
+    }
+    writeln!(
+        s,
+        "RLS vs owner (1 client): {}",
+        rls_line(&rls_app, &rls_owner)
+    )?;
+    writeln!(
+        s,
+        "RLS vs owner, literals:  {}",
+        rls_line(&rls_app_literal, &rls_owner_literal)
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "  pgbench runs: -M prepared; \"parameters\" binds the tenant and writes LIMIT {} as the \
+         handler does; \"literals\" inlines the tenant too.",
+        PAGE + 1
+    )?;
+    writeln!(
+        s,
+        "  RLS lines: the SELECT's own latency (pgbench -r), as {app} in BEGIN/set_config/…/COMMIT \
+         vs as {owner} (no RLS) alone."
+    )?;
+    for (name, a, o) in [
+        ("parameters", &rls_app, &rls_owner),
+        ("literals", &rls_app_literal, &rls_owner_literal),
+    ] {
+        if let (Some(a), Some(o)) = (a, o) {
+            writeln!(
+                s,
+                "    whole transactions, {name}: {:.3} ms vs {:.3} ms",
+                a.latency_ms, o.latency_ms
+            )?;
+        }
+    }
+    for (name, run) in [
+        ("set_config", &pg_set),
+        ("enter_tenant", &pg_enter),
+        ("literals", &pg_literal),
+        ("1 client owner", &rls_owner),
+        ("1 client herald_app", &rls_app),
+        ("1 client owner literals", &rls_owner_literal),
+        ("1 client herald_app literals", &rls_app_literal),
+    ] {
+        if let Some(r) = run
+            && r.failed > 0
+        {
+            writeln!(s, "  pgbench ({name}): {} failed transactions", r.failed)?;
+        }
+    }
+    writeln!(
+        s,
+        "  CPU per operation, from /proc (other work on the machine left out):"
+    )?;
+    writeln!(
+        s,
+        "    gateway request:  server {:.0} us + load generator {:.0} us + PostgreSQL {:.0} us \
+         ({} backends) = {gateway_total:.0} us",
+        gateway_us[0], gateway_us[1], gateway_us[2], http_backends.count
+    )?;
+    let mut pgbench_total = None;
+    for (name, run) in [
+        ("set_config", &pg_set),
+        ("enter_tenant", &pg_enter),
+        ("literals", &pg_literal),
+    ] {
+        if let Some(r) = run
+            && let Some(b) = r.backends
+            && r.tps > 0.0
+        {
+            let txs = (r.tps * r.cpu.wall.as_secs_f64()) as u64;
+            let client = per_op_us(r.cpu.children, txs);
+            let server = b.cores() * 1e6 / r.tps;
+            writeln!(
+                s,
+                "    pgbench tx ({name}):{:pad$}pgbench {client:.0} us + PostgreSQL {server:.0} us = {:.0} us",
+                "",
+                client + server,
+                pad = 13 - name.len()
+            )?;
+            pgbench_total.get_or_insert(client + server);
+        }
+    }
+    if let Some(p) = pgbench_total
+        && gateway_total > 0.0
+    {
+        writeln!(
+            s,
+            "    CPU-bound estimate of gateway / pgbench (set_config) on an otherwise idle machine: \
+             {p:.0} / {gateway_total:.0} = {:.1} %",
+            100.0 * p / gateway_total
+        )?;
+    }
+    writeln!(
+        s,
+        "  CPU, measured HTTP window (100 % = one core): server threads {:.0} %, load generator {:.0} %, \
+         PostgreSQL (all databases) {:.0} %, anything else {:.0} %, machine busy {:.0} % of {} %",
+        http_cpu.share(http_cpu.server),
+        http_cpu.share(http_cpu.load),
+        http_cpu.share(http_cpu.postgres),
+        http_cpu.share(http_cpu.other()),
+        http_cpu.share(http_cpu.machine_busy),
+        100 * setup.cpus
+    )?;
+    for (name, run) in [
+        ("set_config", &pg_set),
+        ("enter_tenant", &pg_enter),
+        ("literals", &pg_literal),
+    ] {
+        if let Some(r) = run {
+            writeln!(
+                s,
+                "  CPU, pgbench {} clients ({name}): pgbench {:.0} %, PostgreSQL (all databases) {:.0} %, \
+                 anything else {:.0} %, machine busy {:.0} %",
+                args.concurrency,
+                r.cpu.share(r.cpu.children),
+                r.cpu.share(r.cpu.postgres),
+                r.cpu.share(r.cpu.other()),
+                r.cpu.share(r.cpu.machine_busy),
+            )?;
+        }
+    }
+    let busiest_other = [Some(&http_cpu), pg_set.as_ref().map(|r| &r.cpu)]
+        .into_iter()
+        .flatten()
+        .map(|c| c.share(c.other()))
+        .fold(0.0, f64::max);
+    if busiest_other > 15.0 {
+        writeln!(
+            s,
+            "  WARNING: other processes used up to {busiest_other:.0} % of a core during the measurements; \
+             the figures understate what this machine can do"
+        )?;
+    }
+    writeln!(
+        s,
+        "  gateway: {} requests measured, mean {:.2} ms, max {:.1} ms; server runtime {} threads, \
+         load generator {}, db pool {}",
+        load.latencies.len(),
+        ms(load.mean()),
+        ms(load.latencies.last().copied().unwrap_or_default()),
+        setup.server_threads,
+        if args.client_threads == 0 {
+            "on the server's runtime".to_owned()
+        } else {
+            format!("{} thread(s)", args.client_threads)
+        },
+        pool_size
+    )?;
+    writeln!(
+        s,
+        "  server, load generator, PostgreSQL and pgbench share {} CPU(s); server stdout -> {}; \
+         telemetry {}; RUST_LOG={}; sslmode={} (server and pgbench)",
+        setup.cpus,
+        args.server_log.display(),
+        if args.no_telemetry { "off" } else { "on" },
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "(unset)".into()),
+        pg.conn.sslmode
+    )?;
+    Ok(s)
+}
+
+struct Scripts {
+    set_config: PathBuf,
+    enter_tenant: PathBuf,
+    set_config_literal: PathBuf,
+    bare: PathBuf,
+    bare_literal: PathBuf,
+}
+
+/// `RLS ms vs owner ms = ratio` from the SELECT's per-statement latencies.
+fn rls_line(app: &Option<PgbenchRun>, owner: &Option<PgbenchRun>) -> String {
+    match (
+        app.as_ref().and_then(PgbenchRun::select_ms),
+        owner.as_ref().and_then(PgbenchRun::select_ms),
+    ) {
+        (Some(app_ms), Some(owner_ms)) if owner_ms > 0.0 => format!(
+            "{app_ms:.3} ms vs {owner_ms:.3} ms = {:.2}x (target <= 1.15x)",
+            app_ms / owner_ms
+        ),
+        _ => "n/a (target <= 1.15x)".to_owned(),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Inserts `count` contacts for `tenant` in one statement, as the owner, in a transaction
+/// whose tenant is set (the policies are FORCEd). Ids are UUIDv7 built from
+/// `first_ms + i`, so they sort in creation order; phones are unique E.164 numbers.
+async fn load_contacts(
+    pool: &PgPool,
+    tenant: Uuid,
+    count: i32,
+    phone_prefix: &str,
+    email_domain: &str,
+    first_ms: i64,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO contacts
+             (tenant_id, id, name, phone, email, attributes, opted_out_at, created_at, updated_at)
+         SELECT $1, id, 'Contact ' || i, $3 || lpad(i::text, 8, '0'), 'contact' || i || '@' || $4,
+                jsonb_build_object('source', 'bench', 'plan', (ARRAY['free', 'pro', 'team'])[i % 3 + 1], 'seq', i),
+                CASE WHEN i % 50 = 0 THEN at END, at, at
+         FROM (
+             SELECT i,
+                    to_timestamp(($5::bigint + i) / 1000.0) AS at,
+                    (lpad(to_hex($5::bigint + i), 12, '0') || '7' || substr(h, 1, 3)
+                     || substr('89ab', get_byte(decode(substr(h, 4, 2), 'hex'), 0) % 4 + 1, 1)
+                     || substr(h, 6, 15))::uuid AS id
+             FROM generate_series(1, $2::int) AS i,
+                  LATERAL (SELECT md5($1::text || ':' || i)) AS m(h)
+         ) AS r",
+    )
+    .bind(tenant)
+    .bind(count)
+    .bind(phone_prefix)
+    .bind(email_domain)
+    .bind(first_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    ensure!(
+        inserted == count as u64,
+        "inserted {inserted} contacts, expected {count}"
+    );
+    Ok(())
+}
+
+struct Target {
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    items: Vec<IgnoredAny>,
+}
+
+/// One request; `Err` describes what was wrong with it.
+async fn fetch(client: &reqwest::Client, target: &Target) -> Result<(), String> {
+    let response = client
+        .get(&target.url)
+        .send()
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| format!("body: {e}"))?;
+    if status != reqwest::StatusCode::OK {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        return Err(format!("status {status}: {text}"));
+    }
+    let page: Page = serde_json::from_slice(&body).map_err(|e| format!("body: {e}"))?;
+    if page.items.len() != PAGE {
+        return Err(format!("{} items, expected {PAGE}", page.items.len()));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Load {
+    /// Successful requests that started after the warm-up and ended before the end, sorted.
+    latencies: Vec<Duration>,
+    errors: u64,
+    warmup_errors: u64,
+    first_error: Option<String>,
+    measured: Duration,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.measured.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile.
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = (p * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    fn mean(&self) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies.iter().sum::<Duration>() / self.latencies.len() as u32
+    }
+}
+
+/// `concurrency` closed loops of requests for `warmup + measure`; only the measured window
+/// is recorded.
+async fn load(
+    client: reqwest::Client,
+    target: Arc<Target>,
+    concurrency: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> Load {
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let target = Arc::clone(&target);
+            tokio::spawn(async move {
+                let mut out = Load::default();
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let result = fetch(&client, &target).await;
+                    let t1 = Instant::now();
+                    let measured = t0 >= measure_from && t1 <= end;
+                    match result {
+                        Ok(()) if measured => out.latencies.push(t1 - t0),
+                        Ok(()) => {}
+                        Err(e) => {
+                            if measured {
+                                out.errors += 1;
+                            } else {
+                                out.warmup_errors += 1;
+                            }
+                            out.first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let mut total = Load {
+        measured: end - measure_from,
+        ..Load::default()
+    };
+    for worker in workers {
+        match worker.await {
+            Ok(w) => {
+                total.latencies.extend(w.latencies);
+                total.errors += w.errors;
+                total.warmup_errors += w.warmup_errors;
+                if total.first_error.is_none() {
+                    total.first_error = w.first_error;
+                }
+            }
+            Err(e) => {
+                total.errors += 1;
+                total.first_error.get_or_insert(format!("worker: {e}"));
+            }
+        }
+    }
+    total.latencies.sort_unstable();
+    total
+}
+
+struct PgTarget {
+    host: String,
+    port: u16,
+    db: String,
+    owner: String,
+    /// The URL's `sslmode`, passed on so that pgbench's connections match the server's.
+    sslmode: &'static str,
+}
+
+fn write_script(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+#[derive(Default)]
+struct PgbenchRun {
+    tps: f64,
+    latency_ms: f64,
+    failed: u64,
+    /// `pgbench -r`: (average latency in ms, statement).
+    statements: Vec<(f64, String)>,
+    cpu: CpuUse,
+    /// CPU of pgbench's own backends over part of the run.
+    backends: Option<BackendCpu>,
+}
+
+impl PgbenchRun {
+    /// The per-statement latency of the contacts SELECT (runs with `-r` only). pgbench
+    /// truncates long statements, so the SELECT is known by its first columns.
+    fn select_ms(&self) -> Option<f64> {
+        self.statements
+            .iter()
+            .find(|(_, sql)| sql.starts_with("SELECT id, tenant_id, name,"))
+            .map(|(ms, _)| *ms)
+    }
+}
+
+struct Pgbench {
+    conn: PgTarget,
+    /// For finding pgbench's backends in `pg_stat_activity`.
+    owner_pool: PgPool,
+    dir: PathBuf,
+    seconds: u64,
+    /// `-D name=value`: the script's `:name` variables, sent as bind parameters.
+    vars: Vec<(&'static str, String)>,
+}
+
+impl Pgbench {
+    /// Runs one pgbench; a failure is printed and the summary shows `n/a`.
+    async fn stage(
+        &self,
+        name: &str,
+        user: &str,
+        script: &Path,
+        clients: u32,
+        per_statement: bool,
+    ) -> Option<PgbenchRun> {
+        eprintln!("contacts-list: pgbench {name}");
+        match self.run(user, script, clients, per_statement).await {
+            Ok(run) => Some(run),
+            Err(e) => {
+                eprintln!("contacts-list: pgbench {name} failed: {e:#}");
+                None
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        user: &str,
+        script: &Path,
+        clients: u32,
+        per_statement: bool,
+    ) -> anyhow::Result<PgbenchRun> {
+        let conn = &self.conn;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let threads = clients.min(cpus).max(1);
+        let mut cmd = tokio::process::Command::new("pgbench");
+        cmd.current_dir(&self.dir)
+            .env("PGSSLMODE", conn.sslmode)
+            .args(["-n", "-M", "prepared"])
+            .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
+            .args(["-T", &self.seconds.to_string()])
+            .args(["-h", &conn.host, "-p", &conn.port.to_string(), "-U", user])
+            .arg("-f")
+            .arg(script);
+        if per_statement {
+            cmd.arg("-r");
+        }
+        for (name, value) in &self.vars {
+            cmd.arg("-D").arg(format!("{name}={value}"));
+        }
+        cmd.arg(&conn.db);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let started = Instant::now();
+        let cpu_from = Cpu::now();
+        let child = cmd.spawn().context("running pgbench")?;
+        // pgbench's backends exit with it; read their CPU while they run, from 1 s in to
+        // shortly before the end.
+        let mut backends = None;
+        if self.seconds >= 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let b = Backends::of(&self.owner_pool, &conn.db, "pgbench").await;
+            tokio::time::sleep_until(
+                (started + Duration::from_secs(self.seconds) - Duration::from_millis(400)).into(),
+            )
+            .await;
+            backends = Some(b.cpu_since_start());
+        }
+        let output = child.wait_with_output().await.context("running pgbench")?;
+        let cpu = Cpu::now().since(&cpu_from);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "pgbench exited with {}: {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim(),
+                stdout.trim()
+            );
+        }
+        let mut run =
+            parse_pgbench(&stdout).with_context(|| format!("pgbench printed:\n{stdout}"))?;
+        run.cpu = cpu;
+        run.backends = backends;
+        eprintln!(
+            "contacts-list:   {:.0} tps, latency average {:.3} ms{}",
+            run.tps,
+            run.latency_ms,
+            run.select_ms()
+                .map(|ms| format!(", SELECT {ms:.3} ms"))
+                .unwrap_or_default()
+        );
+        Ok(run)
+    }
+}
+
+fn parse_pgbench(out: &str) -> anyhow::Result<PgbenchRun> {
+    let mut run = PgbenchRun::default();
+    let (mut tps, mut latency) = (None, None);
+    let mut in_statements = false;
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("tps = ") {
+            tps = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("latency average = ") {
+            latency = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("number of failed transactions: ") {
+            run.failed = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        } else if line.starts_with("statement latencies") {
+            in_statements = true;
+        } else if in_statements && line.starts_with(char::is_whitespace) {
+            // "   0.412   0  SELECT ..." (PostgreSQL 15: latency, failures, statement).
+            let trimmed = line.trim_start();
+            let (latency, rest) = trimmed
+                .split_once(char::is_whitespace)
+                .unwrap_or((trimmed, ""));
+            let rest = rest.trim_start();
+            let statement = match rest.split_once(char::is_whitespace) {
+                Some((n, s)) if n.parse::<u64>().is_ok() => s.trim(),
+                _ => rest,
+            };
+            if let Ok(ms) = latency.parse() {
+                run.statements.push((ms, statement.to_owned()));
+            }
+        } else {
+            in_statements = false;
+        }
+    }
+    run.tps = tps.context("no `tps = ` line")?;
+    run.latency_ms = latency.context("no `latency average = ` line")?;
+    Ok(run)
+}
+
+/// CPU time, from /proc: this process's threads by name (`server`, `load`), every
+/// `postgres` process on the machine, finished children (pgbench), and the machine.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    at: Option<Instant>,
+    server: Duration,
+    load: Duration,
+    postgres: Duration,
+    children: Duration,
+    machine_busy: Duration,
+}
+
+/// CPU used between two [`Cpu`] readings.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    wall: Duration,
+    server: Duration,
+    load: Duration,
+    postgres: Duration,
+    children: Duration,
+    machine_busy: Duration,
+}
+
+impl CpuUse {
+    /// CPU used by anything but the server and load threads, PostgreSQL and pgbench
+    /// (includes this process's other threads, e.g. the main thread).
+    fn other(&self) -> Duration {
+        self.machine_busy
+            .saturating_sub(self.server + self.load + self.postgres + self.children)
+    }
+
+    /// `d` as a percentage of one core over the window.
+    fn share(&self, d: Duration) -> f64 {
+        if self.wall.is_zero() {
+            return 0.0;
+        }
+        100.0 * d.as_secs_f64() / self.wall.as_secs_f64()
+    }
+}
+
+fn per_op_us(d: Duration, ops: u64) -> f64 {
+    if ops == 0 {
+        return 0.0;
+    }
+    d.as_secs_f64() * 1e6 / ops as f64
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let tick = clock_tick();
+        let mut cpu = Cpu {
+            at: Some(Instant::now()),
+            ..Cpu::default()
+        };
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                if let Some((comm, ticks, _)) = proc_stat(&task.path().join("stat")) {
+                    let t = tick * ticks as u32;
+                    if comm.starts_with("server") {
+                        cpu.server += t;
+                    } else if comm.starts_with("load") {
+                        cpu.load += t;
+                    }
+                }
+            }
+        }
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                if !p
+                    .file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                {
+                    continue;
+                }
+                if let Some((comm, own, children)) = proc_stat(&p.path().join("stat"))
+                    && comm == "postgres"
+                {
+                    cpu.postgres += tick * (own + children) as u32;
+                }
+            }
+        }
+        // SAFETY: getrusage fills the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0 {
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            cpu.children = tv(usage.ru_utime) + tv(usage.ru_stime);
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            // cpu user nice system idle iowait irq softirq steal ...
+            let busy: u64 = line
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .enumerate()
+                .filter(|(i, _)| *i != 3 && *i != 4)
+                .filter_map(|(_, x)| x.parse::<u64>().ok())
+                .sum();
+            cpu.machine_busy = tick * busy as u32;
+        }
+        cpu
+    }
+
+    fn since(&self, earlier: &Cpu) -> CpuUse {
+        CpuUse {
+            wall: match (self.at, earlier.at) {
+                (Some(a), Some(b)) => a - b,
+                _ => Duration::ZERO,
+            },
+            server: self.server.saturating_sub(earlier.server),
+            load: self.load.saturating_sub(earlier.load),
+            postgres: self.postgres.saturating_sub(earlier.postgres),
+            children: self.children.saturating_sub(earlier.children),
+            machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
+        }
+    }
+}
+
+/// Some PostgreSQL backends of the bench database, found by `application_name`, and their
+/// CPU time when found. Unlike [`Cpu::postgres`] this leaves out other databases' work.
+struct Backends {
+    pids: Vec<i32>,
+    at: Instant,
+    cpu: Duration,
+}
+
+/// CPU time of a set of backends over a window.
+#[derive(Clone, Copy)]
+struct BackendCpu {
+    count: usize,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl BackendCpu {
+    /// Cores busy on average, e.g. 1.2.
+    fn cores(&self) -> f64 {
+        if self.wall.is_zero() {
+            return 0.0;
+        }
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+    }
+}
+
+impl Backends {
+    async fn of(pool: &PgPool, db: &str, application: &str) -> Backends {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+        )
+        .bind(db)
+        .bind(application)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        let cpu = Backends::read(&pids);
+        Backends {
+            pids,
+            at: Instant::now(),
+            cpu,
+        }
+    }
+
+    fn read(pids: &[i32]) -> Duration {
+        let tick = clock_tick();
+        pids.iter()
+            .filter_map(|pid| proc_stat(Path::new(&format!("/proc/{pid}/stat"))))
+            .map(|(_, own, _)| tick * own as u32)
+            .sum()
+    }
+
+    fn cpu_since_start(&self) -> BackendCpu {
+        BackendCpu {
+            count: self.pids.len(),
+            wall: self.at.elapsed(),
+            cpu: Backends::read(&self.pids).saturating_sub(self.cpu),
+        }
+    }
+}
+
+fn clock_tick() -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Duration::from_secs(1) / u32::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+/// A process's or thread's name, its user + system time, and that of its children that
+/// have exited and been waited for, in clock ticks. For the postmaster the latter is the
+/// backends that have ended (pgbench's), which a reading of live processes would miss.
+fn proc_stat(path: &Path) -> Option<(String, u64, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_owned();
+    // After the name: state (field 3) ... utime (14), stime (15), cutime (16), cstime (17).
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((comm, field(11)? + field(12)?, field(13)? + field(14)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pgbench_15() {
+        let out = "pgbench (15.20 (Debian 15.20-0+deb12u1))
+transaction type: /tmp/x/set_config.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 1
+number of threads: 1
+maximum number of tries: 1
+duration: 10 s
+number of transactions actually processed: 12345
+number of failed transactions: 0 (0.000%)
+latency average = 0.810 ms
+initial connection time = 3.021 ms
+tps = 1234.567890 (without initial connection time)
+statement latencies in milliseconds and failures:
+         0.050           0  BEGIN;
+         0.060           0  SELECT set_config('app.tenant_id', :tenant, true);
+         0.412           0  SELECT id, tenant_id, name, phone, email, attributes, opted_out_at, (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at FROM contacts WHER
+         0.040           0  COMMIT;
+";
+        let run = parse_pgbench(out).unwrap();
+        assert_eq!(run.tps, 1234.56789);
+        assert_eq!(run.latency_ms, 0.81);
+        assert_eq!(run.statements.len(), 4);
+        assert_eq!(run.select_ms(), Some(0.412));
+        assert_eq!(run.statements[0].1, "BEGIN;");
+    }
+}

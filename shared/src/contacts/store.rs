@@ -155,7 +155,7 @@ pub async fn list(
             page.push(" ORDER BY gc.contact_id DESC");
         }
     }
-    page.push(" LIMIT ").push_bind(i64::from(q.limit.get()) + 1);
+    page.push(" LIMIT ").push(q.limit.fetch());
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }

@@ -29,6 +29,16 @@ impl Limit {
     pub fn get(self) -> u32 {
         self.0
     }
+
+    /// Rows a list query fetches: one more than the page, to learn whether another follows.
+    ///
+    /// Stores write this into the SQL as a literal rather than a bind parameter. It is a
+    /// validated integer, so nothing can be injected, and a bound LIMIT made PostgreSQL
+    /// judge the generic plan too costly and re-plan (re-expanding the RLS policy) on every
+    /// execution; a literal lets the prepared statement keep one plan per page size.
+    pub fn fetch(self) -> u32 {
+        self.0 + 1
+    }
 }
 
 /// Rows to skip: 0 to 100,000 (deeper pages should use a cursor).

@@ -112,7 +112,7 @@ pub async fn list(tx: &mut TenantTx, q: &ListQuery) -> Result<(Vec<Group>, Optio
         page.push(" AND g.id < ").push_bind(cursor.id());
     }
     page.push(" ORDER BY g.id DESC LIMIT ")
-        .push_bind(i64::from(q.limit.get()) + 1);
+        .push(q.limit.fetch());
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }
@@ -344,7 +344,7 @@ pub async fn members(
         page.push(" AND gc.contact_id < ").push_bind(cursor.id());
     }
     page.push(" ORDER BY gc.contact_id DESC LIMIT ")
-        .push_bind(i64::from(limit.get()) + 1);
+        .push(limit.fetch());
     Ok(page.build_query_as().fetch_all(tx.conn()).await?)
 }
 

@@ -159,7 +159,7 @@ pub async fn list(
                 .push_bind(to);
         }
     };
-    let rows = i64::from(q.limit.get()) + 1;
+    let rows = i64::from(q.limit.fetch());
     let skip = q.offset.map_or(0, |o| i64::from(o.get()));
     let branch = |sql: &mut QueryBuilder<Postgres>, status: Option<MessageStatus>, limit: i64| {
         sql.push(concat!("SELECT ", columns!()));
@@ -167,7 +167,7 @@ pub async fn list(
         if let Some(cursor) = q.cursor {
             sql.push(" AND id < ").push_bind(cursor.id());
         }
-        sql.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        sql.push(" ORDER BY id DESC LIMIT ").push(limit);
     };
 
     let mut page = QueryBuilder::<Postgres>::new("");
@@ -181,7 +181,7 @@ pub async fn list(
             branch(&mut page, Some(status), rows + skip);
             page.push(")");
         }
-        page.push(") AS m ORDER BY id DESC LIMIT ").push_bind(rows);
+        page.push(") AS m ORDER BY id DESC LIMIT ").push(rows);
     } else {
         branch(&mut page, q.status, rows);
     }

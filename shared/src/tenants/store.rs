@@ -60,8 +60,7 @@ pub async fn list(
         page.push(" AND sub > ").push_bind(cursor.0.clone());
     }
     // The comparison and the sort share the column's collation, so pages never overlap.
-    page.push(" ORDER BY sub LIMIT ")
-        .push_bind(i64::from(q.limit.get()) + 1);
+    page.push(" ORDER BY sub LIMIT ").push(q.limit.fetch());
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }
