@@ -429,6 +429,7 @@ async fn the_whole_transition_table() {
                 }
                 None => {
                     let problem = reply.problem(409);
+                    assert_eq!(problem["currentStatus"], from, "{from} + {verb}");
                     let detail = problem["detail"].as_str().unwrap();
                     assert!(
                         detail.contains(&format!("current status is {from}")),
@@ -507,7 +508,8 @@ async fn edits_only_in_draft_or_scheduled_and_no_delete_while_running() {
             assert_eq!(reply.json["status"], status);
             assert_eq!(f.app.all_events().await, events + 1);
         } else {
-            let detail = reply.problem(409)["detail"].as_str().unwrap().to_owned();
+            assert_eq!(reply.problem(409)["currentStatus"], status);
+            let detail = reply.json["detail"].as_str().unwrap().to_owned();
             assert!(
                 detail.contains(&format!("current status is {status}")),
                 "{detail}"
@@ -533,7 +535,8 @@ async fn edits_only_in_draft_or_scheduled_and_no_delete_while_running() {
         let events = f.events("campaign_deleted").await;
         let reply = alice.delete(&path).await;
         if status == "running" {
-            let detail = reply.problem(409)["detail"].as_str().unwrap().to_owned();
+            assert_eq!(reply.problem(409)["currentStatus"], "running");
+            let detail = reply.json["detail"].as_str().unwrap().to_owned();
             assert!(detail.contains("current status is running"), "{detail}");
             assert_eq!(alice.get(&path).await.ok(200)["status"], "running");
             assert_eq!(f.events("campaign_deleted").await, events);

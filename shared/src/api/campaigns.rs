@@ -158,7 +158,8 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         return Err(Problem::conflict(format!(
             "the campaign's current status is {}: only draft and scheduled campaigns can be changed",
             current.status
-        )));
+        ))
+        .with_current_status(current.status));
     }
     if current.status == Status::Scheduled && patch.scheduled_at == Some(None) {
         return Err(Problem::field(
@@ -195,7 +196,8 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         return Err(Problem::conflict(format!(
             "the campaign's current status is {}: pause or cancel it before deleting it",
             current.status
-        )));
+        ))
+        .with_current_status(current.status));
     }
     let campaign = store::soft_delete(&mut tx, id)
         .await?

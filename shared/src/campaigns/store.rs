@@ -295,6 +295,7 @@ pub fn illegal(current: Status, verb: &str, campaign: &Campaign) -> Problem {
     Problem::conflict(format!(
         "the campaign's current status is {current}: it cannot {verb}{why}"
     ))
+    .with_current_status(current)
 }
 
 /// Whether `start` should schedule (the campaign's `scheduledAt` is still ahead) or run.

@@ -99,6 +99,8 @@ pub struct Problem {
     pub detail: Option<String>,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u32>,
+    /// For a refused state transition: the state the resource is in.
+    pub current_status: Option<String>,
 }
 
 /// The wire form, also the OpenAPI schema of every error response.
@@ -115,6 +117,9 @@ pub struct ProblemDocument {
     pub request_id: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a refused state transition (409): the status the resource is in now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<String>,
 }
 
 impl Problem {
@@ -124,6 +129,16 @@ impl Problem {
             detail: Some(detail.into()),
             errors: Vec::new(),
             retry_after_secs: None,
+            current_status: None,
+        }
+    }
+
+    /// Names the status that made a transition illegal, for clients to act on without
+    /// parsing `detail`.
+    pub fn with_current_status(self, status: impl std::fmt::Display) -> Problem {
+        Problem {
+            current_status: Some(status.to_string()),
+            ..self
         }
     }
 
@@ -201,6 +216,7 @@ impl Problem {
             instance: instance.to_owned(),
             request_id: request_id.to_owned(),
             errors: self.errors,
+            current_status: self.current_status,
         };
         let mut response = Response::builder()
             .status(self.kind.status())
