@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::domain::{FieldError, Invalid, Name};
+use crate::domain::{FieldError, FieldErrors, Invalid, Name};
 use crate::http::body::nullable;
 
 /// `POST /api/campaigns`.
@@ -73,33 +73,9 @@ pub fn parse_time(raw: &str) -> Result<OffsetDateTime, Invalid> {
         .map_err(|_| Invalid::new("must be an RFC 3339 timestamp, such as 2026-11-25T20:00:00Z"))
 }
 
-/// Collects every field's error instead of stopping at the first.
-#[derive(Default)]
-pub(crate) struct Errors(pub(crate) Vec<FieldError>);
-
-impl Errors {
-    pub(crate) fn check<T>(&mut self, pointer: &str, result: Result<T, Invalid>) -> Option<T> {
-        result
-            .map_err(|e| self.0.push(FieldError::new(pointer, e.0)))
-            .ok()
-    }
-
-    pub(crate) fn push(&mut self, pointer: &str, detail: impl Into<String>) {
-        self.0.push(FieldError::new(pointer, detail));
-    }
-
-    pub(crate) fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(self.0)
-        }
-    }
-}
-
 impl NewCampaign {
     pub fn parse(input: CreateCampaign) -> Result<NewCampaign, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let name = errors.check("/name", Name::parse(&input.name));
         let template_id = errors.check("/templateId", parse_uuid(&input.template_id));
         let group_id = errors.check("/groupId", parse_uuid(&input.group_id));
@@ -119,7 +95,7 @@ impl NewCampaign {
 
 impl CampaignPatch {
     pub fn parse(input: UpdateCampaign) -> Result<CampaignPatch, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         if input.name.is_none()
             && input.template_id.is_none()
             && input.group_id.is_none()

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::domain::{Attributes, Email, FieldError, Invalid, Name, Phone};
+use crate::domain::{Attributes, Email, FieldError, FieldErrors, Name, Phone};
 use crate::http::body::nullable;
 
 /// `POST /api/contacts`. A contact needs a phone, an email, or both.
@@ -64,29 +64,9 @@ pub struct ContactPatch {
     pub opted_out: Option<bool>,
 }
 
-/// Collects every field's error instead of stopping at the first.
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn check<T>(&mut self, pointer: &str, result: Result<T, Invalid>) -> Option<T> {
-        result
-            .map_err(|e| self.0.push(FieldError::new(pointer, e.0)))
-            .ok()
-    }
-
-    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(self.0)
-        }
-    }
-}
-
 impl NewContact {
     pub fn parse(input: CreateContact) -> Result<NewContact, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let name = errors.check("/name", Name::parse(&input.name));
         let phone = input
             .phone
@@ -101,9 +81,7 @@ impl NewContact {
             Attributes::parse(input.attributes.unwrap_or_default()),
         );
         if input.phone.is_none() && input.email.is_none() {
-            errors
-                .0
-                .push(FieldError::new("", "a contact needs a phone or an email"));
+            errors.push("", "a contact needs a phone or an email");
         }
         errors.finish(|| NewContact {
             id: Uuid::now_v7(),
@@ -118,16 +96,14 @@ impl NewContact {
 
 impl ContactPatch {
     pub fn parse(input: UpdateContact) -> Result<ContactPatch, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let empty = input.name.is_none()
             && input.phone.is_none()
             && input.email.is_none()
             && input.attributes.is_none()
             && input.opted_out.is_none();
         if empty {
-            errors
-                .0
-                .push(FieldError::new("", "the patch changes nothing"));
+            errors.push("", "the patch changes nothing");
         }
         let name = input.name.map(|n| errors.check("/name", Name::parse(&n)));
         let phone = input

@@ -40,3 +40,39 @@ impl FieldError {
         }
     }
 }
+
+/// Collects every field's error of a request instead of stopping at the first, so one
+/// answer names everything wrong with a body.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The parsed value, or `None` with its error recorded under `pointer`.
+    pub fn check<T>(&mut self, pointer: &str, result: Result<T, Invalid>) -> Option<T> {
+        result
+            .map_err(|e| self.0.push(FieldError::new(pointer, e.0)))
+            .ok()
+    }
+
+    /// As [`FieldErrors::check`], for a parser that reports several errors of its own.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<FieldError>>) -> Option<T> {
+        result.map_err(|e| self.0.extend(e)).ok()
+    }
+
+    pub fn push(&mut self, pointer: &str, detail: impl Into<String>) {
+        self.0.push(FieldError::new(pointer, detail));
+    }
+
+    pub fn into_result(self) -> Result<(), Vec<FieldError>> {
+        self.finish(|| ())
+    }
+
+    /// `value()` when nothing was recorded; every error otherwise.
+    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self.0)
+        }
+    }
+}

@@ -4,7 +4,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Channel, MessageStatus};
-use crate::campaigns::input::{Errors, parse_uuid};
+use crate::campaigns::input::parse_uuid;
+use crate::domain::FieldErrors;
 use crate::domain::{FieldError, Invalid};
 
 /// The longest body the schema takes, in characters.
@@ -80,7 +81,7 @@ fn parse_channel(raw: &str) -> Result<Channel, Invalid> {
 
 impl NewMessage {
     pub fn parse(input: CreateMessage) -> Result<NewMessage, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let contact_id = errors.check("/contactId", parse_uuid(&input.contact_id));
         errors.check("/body", text(&input.body, MAX_BODY, "the body"));
         let channel = input
@@ -98,7 +99,7 @@ impl NewMessage {
 
 impl StatusReport {
     pub fn parse(input: UpdateStatus) -> Result<StatusReport, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let status = errors.check(
             "/status",
             MessageStatus::parse(&input.status).ok_or_else(|| {

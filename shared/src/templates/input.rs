@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::render::{Compiled, SUBJECT_MAX_CHARS, SyntaxError};
 use super::{Channel, Template};
-use crate::domain::{Attributes, FieldError, Invalid, Name};
+use crate::domain::{Attributes, FieldError, FieldErrors, Invalid, Name};
 use crate::http::body::nullable;
 
 /// The longest template body, in characters.
@@ -72,30 +72,6 @@ pub struct TemplatePatch {
     pub channel: Option<Channel>,
     pub subject: Option<Option<String>>,
     pub body: Option<String>,
-}
-
-/// Collects every field's error instead of stopping at the first.
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn check<T>(&mut self, pointer: &str, result: Result<T, Invalid>) -> Option<T> {
-        result
-            .map_err(|e| self.0.push(FieldError::new(pointer, e.0)))
-            .ok()
-    }
-
-    fn push(&mut self, pointer: &str, detail: impl Into<String>) {
-        self.0.push(FieldError::new(pointer, detail));
-    }
-
-    fn into_result(self) -> Result<(), Vec<FieldError>> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
-    }
 }
 
 /// A template source: not blank, at most `max` characters, no control characters but
@@ -165,7 +141,7 @@ fn revise(
 
 impl NewTemplate {
     pub fn parse(input: CreateTemplate) -> Result<NewTemplate, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let name = errors.check("/name", Name::parse(&input.name));
         let channel = match input.channel.as_deref() {
             Some(c) => errors.check("/channel", Channel::parse(c)),
@@ -190,7 +166,7 @@ impl NewTemplate {
 
 impl TemplatePatch {
     pub fn parse(input: UpdateTemplate) -> Result<TemplatePatch, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         if input.name.is_none()
             && input.channel.is_none()
             && input.subject.is_none()
@@ -309,7 +285,7 @@ fn bounded(input: Option<String>, max: usize) -> Result<Option<String>, Invalid>
 
 impl PreviewInput {
     pub fn parse(input: PreviewRequest) -> Result<PreviewInput, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let SampleVariables { contact, campaign } = input.variables.unwrap_or_default();
         match (&input.contact_id, &contact) {
             (None, None) => errors.push(

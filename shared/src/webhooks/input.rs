@@ -6,7 +6,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::domain::{FieldError, Invalid};
+use crate::domain::{FieldError, FieldErrors, Invalid};
 use crate::events::EventType;
 use crate::http::body::nullable;
 
@@ -196,33 +196,9 @@ impl Description {
     }
 }
 
-/// Collects every field's error instead of stopping at the first.
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn check<T>(&mut self, pointer: &str, result: Result<T, Invalid>) -> Option<T> {
-        result
-            .map_err(|e| self.0.push(FieldError::new(pointer, e.0)))
-            .ok()
-    }
-
-    fn check_all<T>(&mut self, result: Result<T, Vec<FieldError>>) -> Option<T> {
-        result.map_err(|e| self.0.extend(e)).ok()
-    }
-
-    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Vec<FieldError>> {
-        if self.0.is_empty() {
-            Ok(value())
-        } else {
-            Err(self.0)
-        }
-    }
-}
-
 impl NewWebhook {
     pub fn parse(input: CreateWebhook) -> Result<NewWebhook, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         let url = errors.check("/url", WebhookUrl::parse(&input.url));
         let event_types = errors.check_all(EventTypes::parse("/eventTypes", &input.event_types));
         let description = match input.description.as_deref() {
@@ -241,15 +217,13 @@ impl NewWebhook {
 
 impl WebhookPatch {
     pub fn parse(input: UpdateWebhook) -> Result<WebhookPatch, Vec<FieldError>> {
-        let mut errors = Errors::default();
+        let mut errors = FieldErrors::default();
         if input.url.is_none()
             && input.event_types.is_none()
             && input.description.is_none()
             && input.enabled.is_none()
         {
-            errors
-                .0
-                .push(FieldError::new("", "the patch changes nothing"));
+            errors.push("", "the patch changes nothing");
         }
         let url = input
             .url
