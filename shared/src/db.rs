@@ -9,11 +9,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::auth::Role;
+use crate::domain::Paging;
 
 /// Herald's schema migrations, embedded in every binary that may run them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -145,6 +146,43 @@ impl TenantTx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+}
+
+/// One page of rows newest first by `id`, and their total when paging by offset.
+///
+/// `from` writes everything after the select list: `FROM … WHERE tenant_id = …` and the
+/// list's filters. The page and the count are both built from it, so they always agree on
+/// which rows there are.
+pub async fn newest_first<T>(
+    tx: &mut TenantTx,
+    columns: &str,
+    paging: Paging,
+    from: impl Fn(&mut QueryBuilder<Postgres>),
+) -> Result<(Vec<T>, Option<i64>), sqlx::Error>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    let mut page = QueryBuilder::new(format!("SELECT {columns} "));
+    from(&mut page);
+    if let Some(cursor) = paging.cursor {
+        page.push(" AND id < ").push_bind(cursor.id());
+    }
+    page.push(" ORDER BY id DESC LIMIT ")
+        .push(paging.limit.fetch());
+    if let Some(offset) = paging.offset {
+        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
+    }
+    let items = page.build_query_as().fetch_all(tx.conn()).await?;
+
+    let total = match paging.offset {
+        Some(_) => {
+            let mut count = QueryBuilder::new("SELECT count(*) ");
+            from(&mut count);
+            Some(count.build_query_scalar().fetch_one(tx.conn()).await?)
+        }
+        None => None,
+    };
+    Ok((items, total))
 }
 
 /// The constraint a unique violation names, if `err` is one.

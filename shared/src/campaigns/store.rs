@@ -2,14 +2,13 @@
 //! well, so the planner can use the tenant-leading indexes (RLS is the guarantee, not the
 //! filter).
 
-use sqlx::{Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::input::{CampaignPatch, NewCampaign};
 use super::{Action, Campaign, Status, transition};
-use crate::db::TenantTx;
-use crate::domain::{Cursor, FieldError, Limit, Offset};
+use crate::db::{self, TenantTx};
+use crate::domain::{Cursor, FieldError, Limit, Offset, Paging};
 use crate::http::Problem;
 
 /// The columns of [`Campaign`]; a macro so that statements stay `'static` strings.
@@ -136,37 +135,20 @@ pub async fn list(
     q: &ListQuery,
 ) -> Result<(Vec<Campaign>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let filtered = |select: &str| {
-        let mut sql = QueryBuilder::<Postgres>::new(select);
-        sql.push(" FROM campaigns WHERE tenant_id = ")
+    let paging = Paging {
+        limit: q.limit,
+        offset: q.offset,
+        cursor: q.cursor,
+    };
+    Ok(db::newest_first(tx, columns!(), paging, |sql| {
+        sql.push("FROM campaigns WHERE tenant_id = ")
             .push_bind(tenant)
             .push(" AND deleted_at IS NULL");
         if let Some(status) = q.status {
             sql.push(" AND status = ").push_bind(status.as_str());
         }
-        sql
-    };
-
-    let mut page = filtered(concat!("SELECT ", columns!()));
-    if let Some(cursor) = q.cursor {
-        page.push(" AND id < ").push_bind(cursor.id());
-    }
-    page.push(" ORDER BY id DESC LIMIT ").push(q.limit.fetch());
-    if let Some(offset) = q.offset {
-        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
-    }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
-
-    let total = match q.offset {
-        Some(_) => Some(
-            filtered("SELECT count(*)")
-                .build_query_scalar()
-                .fetch_one(tx.conn())
-                .await?,
-        ),
-        None => None,
-    };
-    Ok((items, total))
+    })
+    .await?)
 }
 
 /// Applies `patch` to a campaign the caller has [`lock`]ed and found editable.

@@ -10,7 +10,7 @@ mod phone;
 pub use attributes::Attributes;
 pub use email::Email;
 pub use name::Name;
-pub use page::{Cursor, Limit, Offset};
+pub use page::{Cursor, Limit, Offset, Paging};
 pub use phone::Phone;
 
 /// Why a value was refused, in words fit for an API error's `detail`.

@@ -63,6 +63,15 @@ impl Offset {
     }
 }
 
+/// A list request's page: its size and either rows to skip or where the last page ended
+/// (never both; see `Paging::from_request` in `http::paging`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub limit: Limit,
+    pub offset: Option<Offset>,
+    pub cursor: Option<Cursor>,
+}
+
 /// An opaque keyset cursor: the id of the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor(uuid::Uuid);

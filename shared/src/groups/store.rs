@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::input::{GroupPatch, MemberIds, NewGroup};
 use super::{AddReport, Group, Member, RemoveReport};
 use crate::db::{self, TenantTx};
-use crate::domain::{Cursor, Limit, Offset};
+use crate::domain::{Cursor, Limit, Offset, Paging};
 use crate::http::Problem;
 
 /// The columns of [`Group`] (of the table aliased `g`); a macro so that statements stay
@@ -104,32 +104,17 @@ pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, Problem> {
 /// another page follows), plus the total when paging by offset.
 pub async fn list(tx: &mut TenantTx, q: &ListQuery) -> Result<(Vec<Group>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let mut page = QueryBuilder::<Postgres>::new(concat!("SELECT ", columns!()));
-    page.push(" FROM groups g WHERE g.tenant_id = ")
-        .push_bind(tenant)
-        .push(" AND g.deleted_at IS NULL");
-    if let Some(cursor) = q.cursor {
-        page.push(" AND g.id < ").push_bind(cursor.id());
-    }
-    page.push(" ORDER BY g.id DESC LIMIT ")
-        .push(q.limit.fetch());
-    if let Some(offset) = q.offset {
-        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
-    }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
-
-    let total = match q.offset {
-        Some(_) => Some(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM groups WHERE tenant_id = $1 AND deleted_at IS NULL",
-            )
-            .bind(tenant)
-            .fetch_one(tx.conn())
-            .await?,
-        ),
-        None => None,
+    let paging = Paging {
+        limit: q.limit,
+        offset: q.offset,
+        cursor: q.cursor,
     };
-    Ok((items, total))
+    Ok(db::newest_first(tx, columns!(), paging, |sql| {
+        sql.push("FROM groups g WHERE g.tenant_id = ")
+            .push_bind(tenant)
+            .push(" AND g.deleted_at IS NULL");
+    })
+    .await?)
 }
 
 pub async fn update(

@@ -7,12 +7,7 @@ use uuid::Uuid;
 use super::{Problem, Request, request};
 use crate::domain::{Cursor, Limit, Offset};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Paging {
-    pub limit: Limit,
-    pub offset: Option<Offset>,
-    pub cursor: Option<Cursor>,
-}
+pub use crate::domain::Paging;
 
 impl Paging {
     pub fn from_request(req: &Request) -> Result<Paging, Problem> {

@@ -2,13 +2,12 @@
 //! well, which lets the planner use the tenant-leading indexes (RLS is the guarantee, not
 //! the filter).
 
-use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::input::{NewTemplate, Revision};
 use super::{Channel, Template};
 use crate::db::{self, TenantTx};
-use crate::domain::{Cursor, Limit, Offset};
+use crate::domain::{Cursor, Limit, Offset, Paging};
 use crate::http::Problem;
 
 /// The columns of [`Template`]; a macro so that statements stay `'static` strings.
@@ -81,37 +80,20 @@ pub async fn list(
     q: &ListQuery,
 ) -> Result<(Vec<Template>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let filtered = |select: &str| {
-        let mut sql = QueryBuilder::<Postgres>::new(select);
-        sql.push(" FROM message_templates WHERE tenant_id = ")
+    let paging = Paging {
+        limit: q.limit,
+        offset: q.offset,
+        cursor: q.cursor,
+    };
+    Ok(db::newest_first(tx, columns!(), paging, |sql| {
+        sql.push("FROM message_templates WHERE tenant_id = ")
             .push_bind(tenant)
             .push(" AND deleted_at IS NULL");
         if let Some(channel) = q.channel {
             sql.push(" AND channel = ").push_bind(channel.as_str());
         }
-        sql
-    };
-
-    let mut page = filtered(concat!("SELECT ", columns!()));
-    if let Some(cursor) = q.cursor {
-        page.push(" AND id < ").push_bind(cursor.id());
-    }
-    page.push(" ORDER BY id DESC LIMIT ").push(q.limit.fetch());
-    if let Some(offset) = q.offset {
-        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
-    }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
-
-    let total = match q.offset {
-        Some(_) => Some(
-            filtered("SELECT count(*)")
-                .build_query_scalar()
-                .fetch_one(tx.conn())
-                .await?,
-        ),
-        None => None,
-    };
-    Ok((items, total))
+    })
+    .await?)
 }
 
 pub async fn update(

@@ -2,12 +2,11 @@
 //! well, so the planner uses the tenant-leading indexes (RLS is the guarantee, not the
 //! filter).
 
-use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::input::{NewWebhook, WebhookPatch};
 use super::{Secret, WebhookLog, WebhookRow};
-use crate::db::TenantTx;
+use crate::db::{self, TenantTx};
 use crate::http::Problem;
 
 /// The columns of [`WebhookRow`]; a macro so that statements stay `'static` strings. The
@@ -21,7 +20,7 @@ macro_rules! columns {
     };
 }
 
-pub use crate::http::paging::Paging;
+use crate::domain::Paging;
 
 pub async fn insert(
     tx: &mut TenantTx,
@@ -65,31 +64,12 @@ pub async fn list(
     q: &Paging,
 ) -> Result<(Vec<WebhookRow>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let mut page = QueryBuilder::<Postgres>::new(concat!("SELECT ", columns!()));
-    page.push(" FROM webhooks WHERE tenant_id = ")
-        .push_bind(tenant)
-        .push(" AND deleted_at IS NULL");
-    if let Some(cursor) = q.cursor {
-        page.push(" AND id < ").push_bind(cursor.id());
-    }
-    page.push(" ORDER BY id DESC LIMIT ").push(q.limit.fetch());
-    if let Some(offset) = q.offset {
-        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
-    }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
-
-    let total = match q.offset {
-        Some(_) => Some(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND deleted_at IS NULL",
-            )
-            .bind(tenant)
-            .fetch_one(tx.conn())
-            .await?,
-        ),
-        None => None,
-    };
-    Ok((items, total))
+    Ok(db::newest_first(tx, columns!(), *q, |sql| {
+        sql.push("FROM webhooks WHERE tenant_id = ")
+            .push_bind(tenant)
+            .push(" AND deleted_at IS NULL");
+    })
+    .await?)
 }
 
 pub async fn update(
@@ -187,34 +167,13 @@ pub async fn logs(
     q: &Paging,
 ) -> Result<(Vec<WebhookLog>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let mut page = QueryBuilder::<Postgres>::new(
-        "SELECT id, webhook_id, event_id, event_type, attempt, status_code, duration_ms,
-                response_body, error, created_at
-         FROM webhook_logs WHERE tenant_id = ",
-    );
-    page.push_bind(tenant)
-        .push(" AND webhook_id = ")
-        .push_bind(webhook);
-    if let Some(cursor) = q.cursor {
-        page.push(" AND id < ").push_bind(cursor.id());
-    }
-    page.push(" ORDER BY id DESC LIMIT ").push(q.limit.fetch());
-    if let Some(offset) = q.offset {
-        page.push(" OFFSET ").push_bind(i64::from(offset.get()));
-    }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
-
-    let total = match q.offset {
-        Some(_) => Some(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM webhook_logs WHERE tenant_id = $1 AND webhook_id = $2",
-            )
-            .bind(tenant)
-            .bind(webhook)
-            .fetch_one(tx.conn())
-            .await?,
-        ),
-        None => None,
-    };
-    Ok((items, total))
+    let columns = "id, webhook_id, event_id, event_type, attempt, status_code, duration_ms,
+                   response_body, error, created_at";
+    Ok(db::newest_first(tx, columns, *q, |sql| {
+        sql.push("FROM webhook_logs WHERE tenant_id = ")
+            .push_bind(tenant)
+            .push(" AND webhook_id = ")
+            .push_bind(webhook);
+    })
+    .await?)
 }
