@@ -91,9 +91,9 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
         Some(s) => Some(s.to_owned()),
     };
     let group = param("groupId")
-        .map(|raw| uuid::Uuid::try_parse(raw.trim()))
+        .map(crate::domain::parse_uuid)
         .transpose()
-        .map_err(|_| Problem::field("/groupId", "must be a UUID"))?;
+        .map_err(|e| Problem::field("/groupId", e.0))?;
     Ok(ListQuery {
         limit,
         offset,

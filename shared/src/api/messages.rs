@@ -4,7 +4,7 @@ use http::StatusCode;
 
 use crate::App;
 use crate::auth::Access;
-use crate::campaigns::input::{parse_time, parse_uuid};
+use crate::domain::{parse_time, parse_uuid};
 use crate::events::{self, EventType};
 use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;

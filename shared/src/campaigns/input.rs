@@ -2,10 +2,9 @@
 
 use serde::Deserialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::domain::{FieldError, FieldErrors, Invalid, Name};
+use crate::domain::{FieldError, FieldErrors, Name, parse_time, parse_uuid};
 use crate::http::body::nullable;
 
 /// `POST /api/campaigns`.
@@ -60,17 +59,6 @@ pub struct CampaignPatch {
     pub template_id: Option<Uuid>,
     pub group_id: Option<Uuid>,
     pub scheduled_at: Option<Option<OffsetDateTime>>,
-}
-
-/// A UUID given in a body or query string.
-pub fn parse_uuid(raw: &str) -> Result<Uuid, Invalid> {
-    Uuid::try_parse(raw.trim()).map_err(|_| Invalid::new("must be a UUID"))
-}
-
-/// An RFC 3339 timestamp, e.g. `2026-11-25T20:00:00Z`.
-pub fn parse_time(raw: &str) -> Result<OffsetDateTime, Invalid> {
-    OffsetDateTime::parse(raw.trim(), &Rfc3339)
-        .map_err(|_| Invalid::new("must be an RFC 3339 timestamp, such as 2026-11-25T20:00:00Z"))
 }
 
 impl NewCampaign {

@@ -13,6 +13,17 @@ pub use name::Name;
 pub use page::{Cursor, Limit, Offset, Paging};
 pub use phone::Phone;
 
+/// A UUID given in a body or query string.
+pub fn parse_uuid(raw: &str) -> Result<uuid::Uuid, Invalid> {
+    uuid::Uuid::try_parse(raw.trim()).map_err(|_| Invalid::new("must be a UUID"))
+}
+
+/// An RFC 3339 timestamp, e.g. `2026-11-25T20:00:00Z`.
+pub fn parse_time(raw: &str) -> Result<time::OffsetDateTime, Invalid> {
+    time::OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|_| Invalid::new("must be an RFC 3339 timestamp, such as 2026-11-25T20:00:00Z"))
+}
+
 /// Why a value was refused, in words fit for an API error's `detail`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

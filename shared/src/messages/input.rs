@@ -4,9 +4,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Channel, MessageStatus};
-use crate::campaigns::input::parse_uuid;
-use crate::domain::FieldErrors;
 use crate::domain::{FieldError, Invalid};
+use crate::domain::{FieldErrors, parse_uuid};
 
 /// The longest body the schema takes, in characters.
 pub const MAX_BODY: usize = 20_000;
