@@ -87,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = ServerConfig {
                 app_database_url,
+                egress: herald::http::egress::EgressPolicy::from_env()?,
                 addr: SocketAddr::new(host, port),
                 slow_query: Duration::from_millis(slow_query_ms),
                 ..ServerConfig::new(cli.database_url, jwt)

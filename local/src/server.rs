@@ -9,6 +9,7 @@ use herald::api::Function;
 use herald::auth::Verifier;
 use herald::config::JwtConfig;
 use herald::db::Database;
+use herald::http::egress::EgressPolicy;
 
 use crate::database;
 use crate::gateway::{self, Gateway};
@@ -23,6 +24,9 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     pub slow_query: Duration,
     pub db_max_connections: u32,
+    /// Which addresses webhook and provider requests may reach; `herald-local serve` reads
+    /// `HERALD_EGRESS_ALLOW`, tests name their loopback fakes.
+    pub egress: EgressPolicy,
 }
 
 impl ServerConfig {
@@ -34,6 +38,7 @@ impl ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
+            egress: EgressPolicy::public_only(),
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::http::egress::EgressPolicy;
+
 /// How tokens are verified. At least one of the two key sources must be configured.
 #[derive(Clone, Debug, Default)]
 pub struct JwtConfig {
@@ -20,6 +22,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Statements slower than this are logged as warnings and counted as slow.
     pub slow_query: Duration,
+    /// Which addresses webhook and provider requests may reach (`HERALD_EGRESS_ALLOW`).
+    pub egress: EgressPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,10 @@ impl Config {
             db_max_connections: parse_var("DB_MAX_CONNECTIONS")?.unwrap_or(2),
             jwt,
             slow_query: Duration::from_millis(parse_var("SLOW_QUERY_MS")?.unwrap_or(1000)),
+            egress: EgressPolicy::from_env().map_err(|e| ConfigError::Invalid {
+                name: "HERALD_EGRESS_ALLOW",
+                reason: e.to_string(),
+            })?,
         })
     }
 }

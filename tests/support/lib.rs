@@ -49,6 +49,8 @@ impl TestApp {
         };
         let mut config = ServerConfig::new(&owner_url, jwt);
         config.db_max_connections = 8;
+        // Fakes of third parties listen on loopback.
+        config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
         adjust(&mut config);
         let running = server::start(config).await.expect("herald-local starts");
         let owner = PgPool::connect(&owner_url).await.expect("owner connects");

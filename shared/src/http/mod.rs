@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod client;
+pub mod egress;
 pub mod locale;
 pub mod paging;
 pub mod problem;

@@ -2,6 +2,7 @@
 
 pub mod input;
 pub mod secret;
+pub mod signature;
 pub mod store;
 
 use serde::Serialize;
