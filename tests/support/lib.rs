@@ -4,6 +4,9 @@
 //! `TEST_DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432`); the
 //! role must be allowed to create databases and roles.
 
+pub mod function_process;
+pub mod runtime_api;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -1,0 +1,186 @@
+//! Every function binary, run as Lambda runs it: a process polling a Runtime API (the
+//! emulator in tests/support), fed the event shapes AWS sends. This exercises each `main.rs`
+//! (configuration from the environment, pool and verifier built once, the runtime loop), not
+//! only the handlers that the in-process tests call.
+
+use herald_tests::function_process::{FunctionProcess, function_names, http_event};
+use herald_tests::runtime_api::Outcome;
+use herald_tests::{SECRET, TestApp, token};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The environment a deployed HTTP function gets (template.yaml), pointed at the test database.
+fn env(app: &TestApp) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", app.app_role_url()),
+        ("HERALD_JWT_SECRET", SECRET.to_owned()),
+        ("SLOW_QUERY_MS", "1000".to_owned()),
+    ]
+}
+
+async fn start(app: &TestApp, name: &str) -> FunctionProcess {
+    let env = env(app);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    FunctionProcess::function(name, &pairs).await
+}
+
+fn status(response: &Value) -> u64 {
+    response["statusCode"]
+        .as_u64()
+        .expect("an API Gateway v2 response")
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// One representative request per HTTP function: route key, path, body, expected status.
+fn requests() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<Value>,
+    u64,
+)> {
+    vec![
+        (
+            "campaigns",
+            "GET",
+            "GET /api/campaigns",
+            "/api/campaigns",
+            None,
+            200,
+        ),
+        (
+            "contacts",
+            "POST",
+            "POST /api/contacts",
+            "/api/contacts",
+            Some(json!({"name": "Ada", "phone": "+14155550100"})),
+            201,
+        ),
+        (
+            "groups",
+            "POST",
+            "POST /api/groups",
+            "/api/groups",
+            Some(json!({"name": "VIP"})),
+            201,
+        ),
+        (
+            "messages",
+            "GET",
+            "GET /api/messages",
+            "/api/messages",
+            None,
+            200,
+        ),
+        ("system", "GET", "GET /health", "/health", None, 200),
+        (
+            "templates",
+            "POST",
+            "POST /api/templates",
+            "/api/templates",
+            Some(json!({"name": "Hi", "body": "Hello {{ contact.name }}"})),
+            201,
+        ),
+        (
+            "tenants",
+            "GET",
+            "GET /api/tenants",
+            "/api/tenants",
+            None,
+            200,
+        ),
+        (
+            "webhooks",
+            "GET",
+            "GET /api/webhooks",
+            "/api/webhooks",
+            None,
+            200,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_http_function_binary_answers_api_gateway_events() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("owner").await;
+    let bearer = format!("Bearer {}", token("owner", None, 600));
+    let tenant_header = tenant.to_string();
+    let http_functions: Vec<&str> = requests().iter().map(|r| r.0).collect();
+    for name in function_names() {
+        if !http_functions.contains(&name.as_str()) {
+            continue;
+        }
+        let function = start(&app, &name).await;
+        for (_, method, route, path, payload, expected) in
+            requests().into_iter().filter(|r| r.0 == name)
+        {
+            let headers = [
+                ("authorization", bearer.as_str()),
+                ("x-tenant-id", tenant_header.as_str()),
+            ];
+            let event = http_event(method, route, path, &headers, payload.as_ref());
+            let response = function.invoke(&event).await.response();
+            assert_eq!(status(&response), expected, "{name}: {route}: {response}");
+            let request_id = event["requestContext"]["requestId"].as_str().unwrap();
+            assert_eq!(
+                response["headers"]["x-request-id"].as_str(),
+                Some(request_id),
+                "{name} returns API Gateway's request id"
+            );
+        }
+        // The same process keeps serving: a second invocation without credentials is a 401
+        // problem (health is public, so it answers 200 again).
+        let route = requests().into_iter().find(|r| r.0 == name).unwrap();
+        let event = http_event(route.1, route.2, route.3, &[], route.4.as_ref());
+        let response = function.invoke(&event).await.response();
+        let expected = if name == "system" { 200 } else { 401 };
+        assert_eq!(
+            status(&response),
+            expected,
+            "{name} unauthenticated: {response}"
+        );
+        if expected == 401 {
+            assert_eq!(body(&response)["status"], 401);
+        }
+    }
+    // The writes went through the application role under RLS into the tenant's rows.
+    assert_eq!(app.live_contacts(tenant).await, 1);
+}
+
+#[tokio::test]
+async fn a_malformed_event_is_reported_as_an_invocation_error_and_the_runtime_survives() {
+    let app = TestApp::spawn().await;
+    let mut function = start(&app, "system").await;
+    let outcome = function.invoke(&json!({"unexpected": true})).await;
+    assert!(
+        matches!(outcome, Outcome::Error(ref e) if e["errorType"].is_string()),
+        "{outcome:?}"
+    );
+    assert!(function.running(), "a bad event must not end the process");
+    let health = http_event("GET", "GET /health", "/health", &[], None);
+    assert_eq!(status(&function.invoke(&health).await.response()), 200);
+}
+
+#[tokio::test]
+async fn a_function_without_its_configuration_fails_at_init_and_says_why() {
+    let mut function = FunctionProcess::function("contacts", &[]).await;
+    let status = function
+        .exit(Duration::from_secs(30))
+        .await
+        .expect("a function that cannot be configured exits instead of serving");
+    assert!(!status.success());
+    let said = function.stderr();
+    assert!(
+        said.contains("DATABASE_URL") || said.contains("HERALD_JWT"),
+        "{said}"
+    );
+    assert!(
+        function.api.first_poll(Duration::ZERO).await.is_none(),
+        "it never polled"
+    );
+}
