@@ -15,6 +15,7 @@ pub mod groups;
 pub mod http;
 pub mod messages;
 pub mod metrics;
+pub mod migrate;
 pub mod openapi;
 pub mod telemetry;
 pub mod templates;

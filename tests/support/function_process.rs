@@ -39,11 +39,29 @@ pub fn binaries() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = std::process::Command::new(cargo);
-        command
-            .current_dir(workspace_root())
-            .args(["build", "--quiet"]);
-        for name in function_names() {
-            command.args(["-p", &name]);
+        // The targets and features that `cargo nextest run --workspace` builds, plus the
+        // binaries: the shared crates are then not rebuilt with another feature set.
+        command.current_dir(workspace_root()).args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--tests",
+        ]);
+        // The test runner's own variables (CARGO_PKG_*, CARGO_MANIFEST_DIR, NEXTEST_*) would
+        // reach build scripts and make cargo rebuild what the test build just built.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let keep = matches!(name.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+            if !keep
+                && (name.starts_with("CARGO_")
+                    || name.starts_with("NEXTEST")
+                    || name.starts_with("RUST"))
+                && name != "RUSTUP_HOME"
+                && name != "RUSTUP_TOOLCHAIN"
+            {
+                command.env_remove(name.as_ref());
+            }
         }
         let status = command.status().expect("cargo runs");
         assert!(status.success(), "the function binaries build");

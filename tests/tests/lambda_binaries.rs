@@ -184,3 +184,48 @@ async fn a_function_without_its_configuration_fails_at_init_and_says_why() {
         "it never polled"
     );
 }
+
+#[tokio::test]
+async fn the_migrate_function_migrates_an_empty_database_once_and_sets_the_app_password() {
+    use sqlx::migrate::MigrateDatabase;
+    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let owner_url = format!("{}/{name}", herald_tests::server_url());
+    sqlx::Postgres::create_database(&owner_url).await.unwrap();
+    let app_url = owner_url.replacen("postgres://postgres@", "postgres://herald_app:s3cret@", 1);
+    let function = FunctionProcess::function(
+        "migrate",
+        &[
+            ("OWNER_DATABASE_URL", &owner_url),
+            ("DATABASE_URL", &app_url),
+        ],
+    )
+    .await;
+    let first = function.invoke(&json!({})).await.response();
+    assert!(!first["applied"].as_array().unwrap().is_empty(), "{first}");
+    assert_eq!(first["appRolePasswordSet"], Value::Null);
+    assert_eq!(first["appPasswordSet"], true);
+    let second = function.invoke(&json!({})).await.response();
+    assert_eq!(second["applied"], json!([]), "a second run applies nothing");
+    assert_eq!(second["current"], first["current"]);
+
+    let pool = sqlx::PgPool::connect(&owner_url).await.unwrap();
+    let has_password: bool = sqlx::query_scalar(
+        "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'herald_app'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(has_password);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'contacts'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+    pool.close().await;
+    drop(function);
+    sqlx::Postgres::force_drop_database(&owner_url)
+        .await
+        .unwrap();
+}
