@@ -34,90 +34,92 @@ fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
-/// One representative request per HTTP function: route key, path, body, expected status.
-fn requests() -> Vec<(
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<Value>,
-    u64,
-)> {
+/// One representative request of an HTTP function.
+struct Probe {
+    function: &'static str,
+    method: &'static str,
+    route: &'static str,
+    path: &'static str,
+    body: Option<Value>,
+    status: u64,
+}
+
+const fn probe(
+    function: &'static str,
+    method: &'static str,
+    route: &'static str,
+    path: &'static str,
+    status: u64,
+) -> Probe {
+    Probe {
+        function,
+        method,
+        route,
+        path,
+        body: None,
+        status,
+    }
+}
+
+fn requests() -> Vec<Probe> {
     vec![
-        (
+        probe(
             "campaigns",
             "GET",
             "GET /api/campaigns",
             "/api/campaigns",
-            None,
             200,
         ),
-        (
-            "contacts",
-            "POST",
-            "POST /api/contacts",
-            "/api/contacts",
-            Some(json!({"name": "Ada", "phone": "+14155550100"})),
-            201,
-        ),
-        (
-            "groups",
-            "POST",
-            "POST /api/groups",
-            "/api/groups",
-            Some(json!({"name": "VIP"})),
-            201,
-        ),
-        (
-            "messages",
-            "GET",
-            "GET /api/messages",
-            "/api/messages",
-            None,
-            200,
-        ),
-        ("system", "GET", "GET /health", "/health", None, 200),
-        (
-            "templates",
-            "POST",
-            "POST /api/templates",
-            "/api/templates",
-            Some(json!({"name": "Hi", "body": "Hello {{ contact.name }}"})),
-            201,
-        ),
-        (
-            "tenants",
-            "GET",
-            "GET /api/tenants",
-            "/api/tenants",
-            None,
-            200,
-        ),
-        (
-            "webhooks",
-            "GET",
-            "GET /api/webhooks",
-            "/api/webhooks",
-            None,
-            200,
-        ),
+        Probe {
+            body: Some(json!({"name": "Ada", "phone": "+14155550100"})),
+            ..probe(
+                "contacts",
+                "POST",
+                "POST /api/contacts",
+                "/api/contacts",
+                201,
+            )
+        },
+        Probe {
+            body: Some(json!({"name": "VIP"})),
+            ..probe("groups", "POST", "POST /api/groups", "/api/groups", 201)
+        },
+        probe("messages", "GET", "GET /api/messages", "/api/messages", 200),
+        probe("system", "GET", "GET /health", "/health", 200),
+        Probe {
+            body: Some(json!({"name": "Hi", "body": "Hello {{ contact.name }}"})),
+            ..probe(
+                "templates",
+                "POST",
+                "POST /api/templates",
+                "/api/templates",
+                201,
+            )
+        },
+        probe("tenants", "GET", "GET /api/tenants", "/api/tenants", 200),
+        probe("webhooks", "GET", "GET /api/webhooks", "/api/webhooks", 200),
     ]
 }
-
 #[tokio::test]
 async fn every_http_function_binary_answers_api_gateway_events() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant("owner").await;
     let bearer = format!("Bearer {}", token("owner", None, 600));
     let tenant_header = tenant.to_string();
-    let http_functions: Vec<&str> = requests().iter().map(|r| r.0).collect();
+    let http_functions: Vec<&str> = requests().iter().map(|r| r.function).collect();
     for name in function_names() {
         if !http_functions.contains(&name.as_str()) {
             continue;
         }
         let function = start(&app, &name).await;
-        for (_, method, route, path, payload, expected) in
-            requests().into_iter().filter(|r| r.0 == name)
+        for Probe {
+            method,
+            route,
+            path,
+            body: payload,
+            status: expected,
+            ..
+        } in requests().into_iter().filter(|r| r.function == name)
         {
             let headers = [
                 ("authorization", bearer.as_str()),
@@ -135,8 +137,14 @@ async fn every_http_function_binary_answers_api_gateway_events() {
         }
         // The same process keeps serving: a second invocation without credentials is a 401
         // problem (health is public, so it answers 200 again).
-        let route = requests().into_iter().find(|r| r.0 == name).unwrap();
-        let event = http_event(route.1, route.2, route.3, &[], route.4.as_ref());
+        let probe = requests().into_iter().find(|r| r.function == name).unwrap();
+        let event = http_event(
+            probe.method,
+            probe.route,
+            probe.path,
+            &[],
+            probe.body.as_ref(),
+        );
         let response = function.invoke(&event).await.response();
         let expected = if name == "system" { 200 } else { 401 };
         assert_eq!(
