@@ -20,6 +20,9 @@ pub mod telemetry;
 pub mod templates;
 pub mod tenants;
 pub mod webhooks;
+pub mod aws;
+pub mod kick;
+pub mod realtime;
 
 pub use app::App;
 pub use config::Config;
