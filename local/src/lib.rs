@@ -10,6 +10,9 @@ pub mod gateway;
 pub mod server;
 pub mod tenant;
 pub mod token;
+pub mod connections;
+pub mod dispatch;
+pub mod websocket;
 
 /// The HS256 secret `herald-local` signs and accepts tokens with when `HERALD_JWT_SECRET`
 /// is not set. For development only: anyone can read it here.

@@ -12,6 +12,10 @@ use herald::db::Database;
 
 use crate::database;
 use crate::gateway::{self, Gateway};
+use crate::websocket::{self, WsGateway};
+use herald::realtime::dispatcher::{self, Dispatcher};
+use herald::realtime::management::Connections;
+use herald::realtime::socket::{Route, Socket};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -23,6 +27,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     pub slow_query: Duration,
     pub db_max_connections: u32,
+    /// The dispatcher's batch size, concurrency and (for tests) fault injection.
+    pub dispatcher: dispatcher::Options,
 }
 
 impl ServerConfig {
@@ -34,6 +40,7 @@ impl ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
+            dispatcher: dispatcher::Options::default(),
         }
     }
 }
@@ -55,7 +62,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     database::migrate(&config.database_url).await?;
     let options = database::app_options(&config.database_url, config.app_database_url.as_deref())?;
     let db = Database::connect_lazy_with(
-        options,
+        options.clone(),
         config.db_max_connections,
         config.slow_query,
         "herald-local",
@@ -65,9 +72,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let router = axum::Router::new()
         .fallback(gateway::handle)
-        .with_state(Arc::new(Gateway::new(apps)));
+        .with_state(Arc::new(Gateway::new(apps)))
+        .merge(websocket::router(Arc::new(WsGateway::new(
+            Socket::new(Route::Connect, db.clone(), Arc::clone(&verifier)),
+            Socket::new(Route::Disconnect, db.clone(), Arc::clone(&verifier)),
+            Socket::new(Route::Default, db.clone(), Arc::clone(&verifier)),
+        ))));
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    // The dispatcher posts to this very server's `@connections` API (HERALD_WS_ENDPOINT in
+    // AWS), with dummy credentials: the local gateway checks no signature.
+    let endpoint = format!("http://{}", local_endpoint(addr));
+    let connections = Connections::new(&herald::aws::local(), &endpoint);
+    crate::dispatch::spawn(
+        options,
+        Dispatcher::new(db.clone(), connections, config.dispatcher.clone()),
+    );
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -76,4 +96,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         .await
     });
     Ok(Running { addr, task })
+}
+
+/// Where this server can reach itself: a wildcard bind answers on loopback.
+fn local_endpoint(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        _ => addr,
+    }
 }

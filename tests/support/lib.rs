@@ -15,6 +15,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub mod ws;
+
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 
 pub fn server_url() -> String {
@@ -29,6 +31,9 @@ pub struct TestApp {
     /// The migration owner (a superuser locally): sees every tenant's rows.
     pub owner: PgPool,
     pub http: reqwest::Client,
+    /// The dispatcher's options as the server got them (its fault-injection counter is
+    /// shared, so a test can arm it).
+    pub dispatcher: herald::realtime::dispatcher::Options,
 }
 
 impl TestApp {
@@ -50,6 +55,7 @@ impl TestApp {
         let mut config = ServerConfig::new(&owner_url, jwt);
         config.db_max_connections = 8;
         adjust(&mut config);
+        let dispatcher = config.dispatcher.clone();
         let running = server::start(config).await.expect("herald-local starts");
         let owner = PgPool::connect(&owner_url).await.expect("owner connects");
         TestApp {
@@ -58,6 +64,7 @@ impl TestApp {
             owner_url,
             owner,
             http: client(),
+            dispatcher,
         }
     }
 

@@ -22,8 +22,7 @@ pub struct NewConnection<'a> {
 
 pub async fn insert(conn: &mut PgConnection, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO ws_connections (tenant_id, connection_id, sub, language) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, connection_id) DO UPDATE SET sub = excluded.sub, language = excluded.language",
+        "INSERT INTO ws_connections (tenant_id, connection_id, sub, language) VALUES ($1, $2, $3, $4)",
     )
     .bind(new.tenant)
     .bind(new.connection_id)

@@ -127,7 +127,7 @@ impl Socket {
                     Route::Default => self.default(&event, &connection_id).await,
                 };
                 reply.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "websocket function failed");
+                    tracing::error!(error = %e, "websocket function failed");eprintln!("DEBUG {e}");
                     Reply::status(500)
                 })
             }
