@@ -5,13 +5,13 @@
 //! the function's API Gateway response turned back into HTTP. A local run therefore
 //! exercises the code path that runs in Lambda, not a shortcut around it.
 
+pub mod connections;
 pub mod database;
+pub mod dispatch;
 pub mod gateway;
 pub mod server;
 pub mod tenant;
 pub mod token;
-pub mod connections;
-pub mod dispatch;
 pub mod websocket;
 
 /// The HS256 secret `herald-local` signs and accepts tokens with when `HERALD_JWT_SECRET`

@@ -240,7 +240,6 @@ async fn invoke(socket: &Socket, event: Value) -> ApiGatewayProxyResponse {
         Ok(request) => socket.serve(request).await,
         Err(e) => {
             tracing::error!(error = %e, "websocket event does not deserialise");
-            eprintln!("DEBUG {e}");
             let mut failed = ApiGatewayProxyResponse::default();
             failed.status_code = 500;
             failed
@@ -262,33 +261,29 @@ fn connection_id() -> String {
 }
 
 fn header_maps(headers: &HeaderMap) -> (Value, Value) {
-    let mut single = serde_json::Map::new();
-    let mut multi = serde_json::Map::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        single.insert(name.as_str().to_owned(), json!(value));
-        multi
-            .entry(name.as_str().to_owned())
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .map(|a| a.push(json!(value)));
-    }
-    (Value::Object(single), Value::Object(multi))
+    pairs(headers.iter().map(|(k, v)| {
+        (
+            k.as_str().to_owned(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
+    }))
 }
 
 fn query_maps(raw: &str) -> (Value, Value) {
-    let mut single = serde_json::Map::new();
-    let mut multi = serde_json::Map::new();
-    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        single.insert(k.to_string(), json!(v));
-        multi
-            .entry(k.to_string())
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .map(|a| a.push(json!(v)));
+    pairs(form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())))
+}
+
+/// API Gateway's single-value (last wins) and multi-value maps of the same pairs; `null`
+/// when there are none.
+fn pairs(pairs: impl Iterator<Item = (String, String)>) -> (Value, Value) {
+    let mut single = std::collections::BTreeMap::new();
+    let mut multi: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (k, v) in pairs {
+        single.insert(k.clone(), v.clone());
+        multi.entry(k).or_default().push(v);
     }
-    let or_null = |m: serde_json::Map<String, Value>| {
-        if m.is_empty() { Value::Null } else { Value::Object(m) }
-    };
-    (or_null(single), or_null(multi))
+    if single.is_empty() {
+        return (Value::Null, Value::Null);
+    }
+    (json!(single), json!(multi))
 }

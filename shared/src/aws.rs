@@ -4,8 +4,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_sdk_apigatewaymanagement::config::{SharedCredentialsProvider, SharedHttpClient};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// The HTTPS client every SDK client uses.
 pub fn http_client() -> SharedHttpClient {
@@ -29,9 +29,13 @@ pub fn local() -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::from_static("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(
-            Credentials::new("local", "local", None, None, "herald-local"),
-        ))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "herald-local",
+        )))
         .http_client(http_client())
         .build()
 }

@@ -84,7 +84,10 @@ impl Database {
     /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
     /// connections after `$connect`, the dispatcher. The tenant must come from a stored
     /// record or a definer function (DESIGN.md rule 7), never from input.
-    pub async fn begin_as(&self, tenant: Uuid) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pub async fn begin_as(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant.to_string())

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod aws;
 pub mod campaigns;
 pub mod config;
 pub mod contacts;
@@ -13,16 +14,15 @@ pub mod domain;
 pub mod events;
 pub mod groups;
 pub mod http;
+pub mod kick;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
+pub mod realtime;
 pub mod telemetry;
 pub mod templates;
 pub mod tenants;
 pub mod webhooks;
-pub mod aws;
-pub mod kick;
-pub mod realtime;
 
 pub use app::App;
 pub use config::Config;

@@ -28,12 +28,14 @@ async fn pending_events(app: &TestApp) -> i64 {
 }
 
 async fn event_id(app: &TestApp, tenant: Uuid, kind: &str) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM outbox_events WHERE tenant_id = $1 AND type = $2 ORDER BY seq DESC LIMIT 1")
-        .bind(tenant)
-        .bind(kind)
-        .fetch_one(&app.owner)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT id FROM outbox_events WHERE tenant_id = $1 AND type = $2 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(kind)
+    .fetch_one(&app.owner)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -49,7 +51,10 @@ async fn a_subscriber_receives_its_tenants_events_and_nothing_of_another_tenant(
     assert_eq!(frame["type"], "contact_created");
     assert_eq!(frame["tenantId"], a.to_string());
     assert_eq!(frame["payload"], contact);
-    assert_eq!(frame["id"], event_id(&app, a, "contact_created").await.to_string());
+    assert_eq!(
+        frame["id"],
+        event_id(&app, a, "contact_created").await.to_string()
+    );
     let timestamp = frame["timestamp"].as_str().unwrap();
     assert!(
         time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339)
@@ -58,7 +63,12 @@ async fn a_subscriber_receives_its_tenants_events_and_nothing_of_another_tenant(
     );
     assert_eq!(
         frame.as_object().unwrap().keys().collect::<BTreeSet<_>>(),
-        ["id", "payload", "tenantId", "timestamp", "type"].iter().map(|k| k.to_string()).collect::<BTreeSet<_>>().iter().collect()
+        ["id", "payload", "tenantId", "timestamp", "type"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .collect()
     );
 
     // Once A's batch is stamped, every post of it has been made: anything for Bob would be
@@ -86,24 +96,59 @@ async fn every_event_type_so_far_reaches_a_subscriber() {
     // Contacts.
     let ada = alice.contact("Ada", "+14155552671").await;
     let bo = alice.contact("Bo", "+14155552672").await;
-    alice.patch(&format!("/api/contacts/{}", id(&bo)), &json!({ "name": "Bob" })).await.ok(200);
-    assert_eq!(alice.delete(&format!("/api/contacts/{}", id(&bo))).await.status, 204);
-    // Groups.
-    let group = alice.post("/api/groups", &json!({ "name": "VIP" })).await.ok(201).clone();
     alice
-        .post(&format!("/api/groups/{}/contacts", id(&group)), &json!({ "contactIds": [id(&ada)] }))
+        .patch(
+            &format!("/api/contacts/{}", id(&bo)),
+            &json!({ "name": "Bob" }),
+        )
         .await
         .ok(200);
-    let spare = alice.post("/api/groups", &json!({ "name": "Spare" })).await.ok(201).clone();
-    assert_eq!(alice.delete(&format!("/api/groups/{}", id(&spare))).await.status, 204);
-    // Templates.
-    let template = alice
-        .post("/api/templates", &json!({ "name": "Hi", "body": "Hello {{ contact.name }}" }))
+    assert_eq!(
+        alice
+            .delete(&format!("/api/contacts/{}", id(&bo)))
+            .await
+            .status,
+        204
+    );
+    // Groups.
+    let group = alice
+        .post("/api/groups", &json!({ "name": "VIP" }))
         .await
         .ok(201)
         .clone();
     alice
-        .patch(&format!("/api/templates/{}", id(&template)), &json!({ "name": "Hello" }))
+        .post(
+            &format!("/api/groups/{}/contacts", id(&group)),
+            &json!({ "contactIds": [id(&ada)] }),
+        )
+        .await
+        .ok(200);
+    let spare = alice
+        .post("/api/groups", &json!({ "name": "Spare" }))
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(
+        alice
+            .delete(&format!("/api/groups/{}", id(&spare)))
+            .await
+            .status,
+        204
+    );
+    // Templates.
+    let template = alice
+        .post(
+            "/api/templates",
+            &json!({ "name": "Hi", "body": "Hello {{ contact.name }}" }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    alice
+        .patch(
+            &format!("/api/templates/{}", id(&template)),
+            &json!({ "name": "Hello" }),
+        )
         .await
         .ok(200);
     let old = alice
@@ -111,28 +156,57 @@ async fn every_event_type_so_far_reaches_a_subscriber() {
         .await
         .ok(201)
         .clone();
-    assert_eq!(alice.delete(&format!("/api/templates/{}", id(&old))).await.status, 204);
+    assert_eq!(
+        alice
+            .delete(&format!("/api/templates/{}", id(&old)))
+            .await
+            .status,
+        204
+    );
     // Campaigns.
     let campaign = json!({ "name": "Spring", "templateId": id(&template), "groupId": id(&group) });
-    let spring = alice.post("/api/campaigns", &campaign).await.ok(201).clone();
+    let spring = alice
+        .post("/api/campaigns", &campaign)
+        .await
+        .ok(201)
+        .clone();
     alice
-        .patch(&format!("/api/campaigns/{}", id(&spring)), &json!({ "name": "Summer" }))
+        .patch(
+            &format!("/api/campaigns/{}", id(&spring)),
+            &json!({ "name": "Summer" }),
+        )
         .await
         .ok(200);
     alice
         .post(&format!("/api/campaigns/{}/start", id(&spring)), &json!({}))
         .await
         .ok(200);
-    let draft = alice.post("/api/campaigns", &campaign).await.ok(201).clone();
-    assert_eq!(alice.delete(&format!("/api/campaigns/{}", id(&draft))).await.status, 204);
+    let draft = alice
+        .post("/api/campaigns", &campaign)
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(
+        alice
+            .delete(&format!("/api/campaigns/{}", id(&draft)))
+            .await
+            .status,
+        204
+    );
     // Messages.
     let message = alice
-        .post("/api/messages", &json!({ "contactId": id(&ada), "body": "Hi" }))
+        .post(
+            "/api/messages",
+            &json!({ "contactId": id(&ada), "body": "Hi" }),
+        )
         .await
         .ok(201)
         .clone();
     alice
-        .post(&format!("/api/messages/{}/status", id(&message)), &json!({ "status": "sending" }))
+        .post(
+            &format!("/api/messages/{}/status", id(&message)),
+            &json!({ "status": "sending" }),
+        )
         .await
         .ok(200);
     // Webhooks.
@@ -145,10 +219,19 @@ async fn every_event_type_so_far_reaches_a_subscriber() {
         .ok(201)
         .clone();
     alice
-        .patch(&format!("/api/webhooks/{}", id(&hook)), &json!({ "description": "CRM" }))
+        .patch(
+            &format!("/api/webhooks/{}", id(&hook)),
+            &json!({ "description": "CRM" }),
+        )
         .await
         .ok(200);
-    assert_eq!(alice.delete(&format!("/api/webhooks/{}", id(&hook))).await.status, 204);
+    assert_eq!(
+        alice
+            .delete(&format!("/api/webhooks/{}", id(&hook)))
+            .await
+            .status,
+        204
+    );
 
     // Every type the outbox holds, in commit order, reached the subscriber.
     let written: Vec<(Uuid, String)> =
@@ -194,16 +277,26 @@ async fn subscribe_narrows_the_types_a_connection_receives() {
         json!({ "type": "subscribed", "types": ["contact_deleted", "group_created"] })
     );
     // Bad messages are answered, and change nothing.
-    narrow.send(&json!({ "action": "subscribe", "types": ["contact_exploded"] })).await;
+    narrow
+        .send(&json!({ "action": "subscribe", "types": ["contact_exploded"] }))
+        .await;
     let refused = narrow.next().await;
     assert_eq!(refused["type"], "error");
-    assert!(refused["message"].as_str().unwrap().contains("contact_exploded"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("contact_exploded")
+    );
     narrow.send(&json!({ "action": "dance" })).await;
     assert_eq!(narrow.next().await["type"], "error");
 
     let ada = alice.contact("Ada", "+14155552671").await;
     let path = format!("/api/contacts/{}", ada["id"].as_str().unwrap());
-    alice.patch(&path, &json!({ "name": "Ada L." })).await.ok(200);
+    alice
+        .patch(&path, &json!({ "name": "Ada L." }))
+        .await
+        .ok(200);
     assert_eq!(alice.delete(&path).await.status, 204);
 
     let frame = narrow.next().await;
@@ -212,16 +305,18 @@ async fn subscribe_narrows_the_types_a_connection_receives() {
     // The other connection of the same user still receives everything.
     let all: Vec<Value> = vec![wide.next().await, wide.next().await, wide.next().await];
     let types: Vec<&str> = all.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["contact_created", "contact_updated", "contact_deleted"]);
+    assert_eq!(
+        types,
+        ["contact_created", "contact_updated", "contact_deleted"]
+    );
 
     eventually(DEADLINE, async || pending_events(&app).await == 0).await;
     assert_eq!(narrow.drain_until_pong().await, Vec::<Value>::new());
-    let stored: Option<Vec<String>> = sqlx::query_scalar(
-        "SELECT types FROM ws_connections WHERE types IS NOT NULL",
-    )
-    .fetch_one(&app.owner)
-    .await
-    .unwrap();
+    let stored: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT types FROM ws_connections WHERE types IS NOT NULL")
+            .fetch_one(&app.owner)
+            .await
+            .unwrap();
     assert_eq!(stored.unwrap(), ["contact_deleted", "group_created"]);
 }
 
@@ -230,7 +325,9 @@ async fn bad_expired_or_non_member_tokens_are_refused_at_connect_and_nothing_is_
     let app = TestApp::spawn().await;
     let t = app.tenant("alice").await;
 
-    let forged = herald_local::token::issue("not-the-secret-at-all-but-long-enough", "alice", None, 3600).unwrap();
+    let forged =
+        herald_local::token::issue("not-the-secret-at-all-but-long-enough", "alice", None, 3600)
+            .unwrap();
     let expired = {
         let claims = json!({ "sub": "alice", "exp": jsonwebtoken::get_current_timestamp() - 3600 });
         jsonwebtoken::encode(
@@ -246,11 +343,20 @@ async fn bad_expired_or_non_member_tokens_are_refused_at_connect_and_nothing_is_
         (format!("{base}/ws?token=garbage&tenantId={t}"), 401),
         (app.ws_url(&forged, Some(t), "en"), 401),
         (app.ws_url(&expired, Some(t), "en"), 401),
-        (app.ws_url(&token("mallory", None, 3600), Some(t), "en"), 403),
+        (
+            app.ws_url(&token("mallory", None, 3600), Some(t), "en"),
+            403,
+        ),
         // A tenant that does not exist answers like one the caller is not in.
-        (app.ws_url(&token("alice", None, 3600), Some(Uuid::now_v7()), "en"), 403),
+        (
+            app.ws_url(&token("alice", None, 3600), Some(Uuid::now_v7()), "en"),
+            403,
+        ),
         // A tenant claim is checked too.
-        (app.ws_url(&token("mallory", Some(t), 3600), None, "en"), 403),
+        (
+            app.ws_url(&token("mallory", Some(t), 3600), None, "en"),
+            403,
+        ),
         (app.ws_url(&token("alice", None, 3600), None, "en"), 400),
     ];
     for (url, status) in cases {
@@ -329,7 +435,12 @@ async fn ws_stats_count_the_callers_tenants_connections_by_user_and_language() {
     let _b = app.ws_lang("bob", t, "es").await;
     let _c = app.ws_lang("carol", other, "en").await;
 
-    let stats = app.user("bob", t).get("/api/ws/stats").await.ok(200).clone();
+    let stats = app
+        .user("bob", t)
+        .get("/api/ws/stats")
+        .await
+        .ok(200)
+        .clone();
     assert_eq!(
         stats,
         json!({
@@ -338,8 +449,15 @@ async fn ws_stats_count_the_callers_tenants_connections_by_user_and_language() {
             "byLanguage": [{ "language": "es", "connections": 2 }, { "language": "en", "connections": 1 }],
         })
     );
-    app.user("mallory", t).get("/api/ws/stats").await.problem(403);
-    app.request(reqwest::Method::GET, "/api/ws/stats").send().await.map(|r| assert_eq!(r.status(), 401)).unwrap();
+    app.user("mallory", t)
+        .get("/api/ws/stats")
+        .await
+        .problem(403);
+    app.request(reqwest::Method::GET, "/api/ws/stats")
+        .send()
+        .await
+        .map(|r| assert_eq!(r.status(), 401))
+        .unwrap();
 }
 
 #[tokio::test]
@@ -351,21 +469,41 @@ async fn a_clean_close_runs_disconnect_and_the_management_api_behaves_like_api_g
     let url = format!("{}/@connections/{id}", app.base);
 
     // GET describes the connection; POST sends a frame.
-    let info: Value = app.http.get(&url).send().await.unwrap().json().await.unwrap();
+    let info: Value = app
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(info["connectedAt"].is_string());
     assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
-    let posted = app.http.post(&url).body(r#"{"hello":"world"}"#).send().await.unwrap();
+    let posted = app
+        .http
+        .post(&url)
+        .body(r#"{"hello":"world"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(posted.status(), 200);
     assert_eq!(ws.next().await, json!({ "hello": "world" }));
     // Over 128 KB is refused; unknown connections are gone.
     let big = "x".repeat(128 * 1024 + 1);
-    assert_eq!(app.http.post(&url).body(big).send().await.unwrap().status(), 413);
+    assert_eq!(
+        app.http.post(&url).body(big).send().await.unwrap().status(),
+        413
+    );
     let unknown = format!("{}/@connections/bm9wZW5vcGVub3Bl", app.base);
     let gone = app.http.post(&unknown).body("{}").send().await.unwrap();
     assert_eq!(gone.status(), 410);
     assert_eq!(gone.headers()["x-amzn-errortype"], "GoneException");
     assert_eq!(app.http.get(&unknown).send().await.unwrap().status(), 410);
-    assert_eq!(app.http.delete(&unknown).send().await.unwrap().status(), 410);
+    assert_eq!(
+        app.http.delete(&unknown).send().await.unwrap().status(),
+        410
+    );
 
     // DELETE closes the socket and runs $disconnect.
     assert_eq!(app.http.delete(&url).send().await.unwrap().status(), 204);

@@ -155,10 +155,12 @@ impl Dispatcher {
         let mut total = Drained::default();
         loop {
             let mut tx = self.db.begin_as(tenant).await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('herald_outbox:' || $1::text, 0))")
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('herald_outbox:' || $1::text, 0))",
+            )
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
             let events: Vec<Pending> = sqlx::query_as(
                 "SELECT seq, id, type, payload, created_at FROM outbox_events
                  WHERE tenant_id = $1 AND dispatched_at IS NULL
@@ -218,7 +220,10 @@ impl Dispatcher {
                         timestamp: e.created_at,
                         payload: &e.payload,
                     };
-                    (e.kind.clone(), serde_json::to_vec(&frame).unwrap_or_default())
+                    (
+                        e.kind.clone(),
+                        serde_json::to_vec(&frame).unwrap_or_default(),
+                    )
                 })
                 .collect(),
         );
@@ -280,7 +285,9 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(5);
 impl Dispatcher {
     /// What the `dispatcher` function's `main` builds: the pool, and the management client
     /// for `HERALD_WS_ENDPOINT` with the execution role's credentials.
-    pub async fn from_config(config: &crate::Config) -> Result<Dispatcher, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn from_config(
+        config: &crate::Config,
+    ) -> Result<Dispatcher, Box<dyn std::error::Error + Send + Sync>> {
         let endpoint = std::env::var(super::WS_ENDPOINT_VAR)
             .ok()
             .filter(|v| !v.trim().is_empty())
@@ -303,9 +310,7 @@ impl Dispatcher {
 /// Runs the dispatcher under the Lambda runtime: whatever the event (an asynchronous kick
 /// after a write, the schedule), it drains the outbox. A failed run is an error, so Lambda
 /// retries the asynchronous invocation.
-pub async fn run_lambda(
-    dispatcher: Dispatcher,
-) -> Result<(), lambda_http::lambda_runtime::Error> {
+pub async fn run_lambda(dispatcher: Dispatcher) -> Result<(), lambda_http::lambda_runtime::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: LambdaEvent<serde_json::Value>| {

@@ -95,11 +95,20 @@ mod tests {
     fn parses_ping_and_subscribe() {
         assert_eq!(Command::parse(r#"{"action":"ping"}"#), Ok(Command::Ping));
         assert_eq!(
-            Command::parse(r#"{"action":"subscribe","types":["contact_created","contact_created","group_deleted"]}"#),
-            Ok(Command::Subscribe(vec![EventType::ContactCreated, EventType::GroupDeleted]))
+            Command::parse(
+                r#"{"action":"subscribe","types":["contact_created","contact_created","group_deleted"]}"#
+            ),
+            Ok(Command::Subscribe(vec![
+                EventType::ContactCreated,
+                EventType::GroupDeleted
+            ]))
         );
         assert!(Command::parse(r#"{"action":"subscribe","types":[]}"#).is_err());
-        assert!(Command::parse(r#"{"action":"subscribe","types":["nope"]}"#).unwrap_err().contains("nope"));
+        assert!(
+            Command::parse(r#"{"action":"subscribe","types":["nope"]}"#)
+                .unwrap_err()
+                .contains("nope")
+        );
         assert!(Command::parse(r#"{"action":"dance"}"#).is_err());
         assert!(Command::parse("not json").is_err());
     }

@@ -61,7 +61,9 @@ impl Connections {
             .await;
         match sent {
             Ok(_) => Delivery::Sent,
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PostToConnectionError::GoneException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PostToConnectionError::GoneException(_)) =>
+            {
                 Delivery::Gone
             }
             Err(e) => {

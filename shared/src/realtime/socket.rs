@@ -127,7 +127,7 @@ impl Socket {
                     Route::Default => self.default(&event, &connection_id).await,
                 };
                 reply.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "websocket function failed");eprintln!("DEBUG {e}");
+                    tracing::error!(error = %e, "websocket function failed");
                     Reply::status(500)
                 })
             }
@@ -197,11 +197,12 @@ impl Socket {
         if connection_id.is_empty() {
             return Ok(Reply::status(400));
         }
-        let language = Locale::negotiate(
-            query
-                .first("language")
-                .or_else(|| event.headers.get("accept-language").and_then(|v| v.to_str().ok())),
-        );
+        let language = Locale::negotiate(query.first("language").or_else(|| {
+            event
+                .headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+        }));
         let Some(mut tx) = self.db.begin_tenant(tenant, &claims.sub).await? else {
             tracing::info!("connection refused: not a member");
             return Ok(Reply::status(403));
@@ -241,7 +242,9 @@ impl Socket {
             Ok(Command::Ping) => Ok(Reply::frame(frames::pong())),
             Ok(Command::Subscribe(types)) => {
                 let Some(mut tx) = connections::begin_for(&self.db, connection_id).await? else {
-                    return Ok(Reply::frame(frames::error("this connection is not registered")));
+                    return Ok(Reply::frame(frames::error(
+                        "this connection is not registered",
+                    )));
                 };
                 connections::subscribe(&mut tx, connection_id, &types).await?;
                 tx.commit().await?;
