@@ -88,6 +88,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         options,
         Dispatcher::new(db.clone(), connections, config.dispatcher.clone()),
     );
+    // No Nagle: small responses (every `@connections` post) must not wait on delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
