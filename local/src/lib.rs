@@ -5,11 +5,14 @@
 //! the function's API Gateway response turned back into HTTP. A local run therefore
 //! exercises the code path that runs in Lambda, not a shortcut around it.
 
+pub mod connections;
 pub mod database;
+pub mod dispatch;
 pub mod gateway;
 pub mod server;
 pub mod tenant;
 pub mod token;
+pub mod websocket;
 
 /// The HS256 secret `herald-local` signs and accepts tokens with when `HERALD_JWT_SECRET`
 /// is not set. For development only: anyone can read it here.

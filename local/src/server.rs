@@ -13,6 +13,10 @@ use herald::http::egress::EgressPolicy;
 
 use crate::database;
 use crate::gateway::{self, Gateway};
+use crate::websocket::{self, WsGateway};
+use herald::realtime::dispatcher::{self, Dispatcher};
+use herald::realtime::management::Connections;
+use herald::realtime::socket::{Route, Socket};
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -27,6 +31,8 @@ pub struct ServerConfig {
     /// Which addresses webhook and provider requests may reach; `herald-local serve` reads
     /// `HERALD_EGRESS_ALLOW`, tests name their loopback fakes.
     pub egress: EgressPolicy,
+    /// The dispatcher's batch size, concurrency and (for tests) fault injection.
+    pub dispatcher: dispatcher::Options,
 }
 
 impl ServerConfig {
@@ -39,6 +45,7 @@ impl ServerConfig {
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
             egress: EgressPolicy::public_only(),
+            dispatcher: dispatcher::Options::default(),
         }
     }
 }
@@ -60,7 +67,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     database::migrate(&config.database_url).await?;
     let options = database::app_options(&config.database_url, config.app_database_url.as_deref())?;
     let db = Database::connect_lazy_with(
-        options,
+        options.clone(),
         config.db_max_connections,
         config.slow_query,
         "herald-local",
@@ -70,9 +77,26 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
 
     let router = axum::Router::new()
         .fallback(gateway::handle)
-        .with_state(Arc::new(Gateway::new(apps)));
+        .with_state(Arc::new(Gateway::new(apps)))
+        .merge(websocket::router(Arc::new(WsGateway::new(
+            Socket::new(Route::Connect, db.clone(), Arc::clone(&verifier)),
+            Socket::new(Route::Disconnect, db.clone(), Arc::clone(&verifier)),
+            Socket::new(Route::Default, db.clone(), Arc::clone(&verifier)),
+        ))));
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    // The dispatcher posts to this very server's `@connections` API (HERALD_WS_ENDPOINT in
+    // AWS), with dummy credentials: the local gateway checks no signature.
+    let endpoint = format!("http://{}", local_endpoint(addr));
+    let connections = Connections::new(&herald::aws::local(), &endpoint);
+    crate::dispatch::spawn(
+        options,
+        Dispatcher::new(db.clone(), connections, config.dispatcher.clone()),
+    );
+    // No Nagle: small responses (every `@connections` post) must not wait on delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -81,4 +105,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         .await
     });
     Ok(Running { addr, task })
+}
+
+/// Where this server can reach itself: a wildcard bind answers on loopback.
+fn local_endpoint(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        _ => addr,
+    }
 }

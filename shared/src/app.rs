@@ -152,11 +152,26 @@ fn unauthenticated(err: AuthError) -> Problem {
 }
 
 /// Runs `app` under the Lambda runtime: API Gateway HTTP API events in, responses out.
+///
+/// A successful write may have committed events: the dispatcher is then kicked (when
+/// `HERALD_DISPATCHER_FUNCTION` names it) before the response is returned, because Lambda
+/// freezes the container right after.
 pub async fn run(app: App) -> Result<(), lambda_http::Error> {
     let app = Arc::new(app);
+    let kick = crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR)
+        .await
+        .map(Arc::new);
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, std::convert::Infallible>(app.serve(req).await) }
+        let kick = kick.clone();
+        async move {
+            let writes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+            let response = app.serve(req).await;
+            if let Some(kick) = kick.filter(|_| writes && response.status().is_success()) {
+                kick.kick().await;
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     }))
     .await
 }

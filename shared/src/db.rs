@@ -81,6 +81,28 @@ impl Database {
         Ok(Some(TenantTx { tx, tenant, role }))
     }
 
+    /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
+    /// connections after `$connect`, the dispatcher. The tenant must come from a stored
+    /// record or a definer function (DESIGN.md rule 7), never from input.
+    pub async fn begin_as(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        crate::metrics::note_tenant(tenant);
+        Ok(tx)
+    }
+
+    /// The pool with no tenant set, for definer functions that find work across tenants
+    /// and return ids only. Every tenant table reads empty here.
+    pub(crate) fn untenanted(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Whether the database answers (for `/health`). Touches no tenant table.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -18,6 +18,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub mod ws;
+
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 
 pub fn server_url() -> String {
@@ -32,6 +34,9 @@ pub struct TestApp {
     /// The migration owner (a superuser locally): sees every tenant's rows.
     pub owner: PgPool,
     pub http: reqwest::Client,
+    /// The dispatcher's options as the server got them (its fault-injection counter is
+    /// shared, so a test can arm it).
+    pub dispatcher: herald::realtime::dispatcher::Options,
 }
 
 impl TestApp {
@@ -55,6 +60,7 @@ impl TestApp {
         // Fakes of third parties listen on loopback.
         config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
         adjust(&mut config);
+        let dispatcher = config.dispatcher.clone();
         let running = server::start(config).await.expect("herald-local starts");
         let owner = PgPool::connect(&owner_url).await.expect("owner connects");
         TestApp {
@@ -63,6 +69,7 @@ impl TestApp {
             owner_url,
             owner,
             http: client(),
+            dispatcher,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The system function: health, locales and the OpenAPI description. No tenant, no token.
+//! The system function: health, locales and the OpenAPI description (no tenant, no token),
+//! and the caller's tenant's WebSocket statistics.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -14,11 +15,12 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/health", System),
     Route::new("GET", "/api/locales", System),
     Route::new("GET", "/api/openapi.json", System),
+    Route::new("GET", "/api/ws/stats", System),
 ];
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health, locales, openapi))]
+#[openapi(paths(health, locales, openapi, ws_stats))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
@@ -26,6 +28,7 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         "GET /health" => health(app).await,
         "GET /api/locales" => locales(),
         "GET /api/openapi.json" => openapi(),
+        "GET /api/ws/stats" => ws_stats(app, &req).await,
         _ => Err(super::no_route(&req)),
     }
 }
@@ -78,4 +81,17 @@ pub fn locales() -> Result<Response<Body>, Problem> {
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub fn openapi() -> Result<Response<Body>, Problem> {
     response::ok(&crate::openapi::document())
+}
+
+/// The caller's tenant's open WebSocket connections, by user and by language.
+#[utoipa::path(get, path = "/api/ws/stats", tag = "system",
+    responses(
+        (status = 200, body = crate::realtime::stats::WsStats),
+        (status = "4XX", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn ws_stats(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, crate::auth::Access::Read).await?;
+    let stats = crate::realtime::stats::stats(tx.conn()).await?;
+    tx.commit().await?;
+    response::ok(&stats)
 }

@@ -1,0 +1,13 @@
+//! The `dispatcher` Lambda function: drains the event outbox to WebSocket subscribers.
+//! Invoked asynchronously after writes and by a one-minute schedule as a safety net.
+
+use herald::Config;
+use herald::realtime::dispatcher::{self, Dispatcher};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    herald::telemetry::init();
+    let config = Config::from_env()?;
+    let dispatcher = Dispatcher::from_config(&config).await?;
+    dispatcher::run_lambda(dispatcher).await
+}

@@ -1,0 +1,13 @@
+//! The `ws-disconnect` Lambda function, behind the WebSocket API's `$disconnect` route: forgets the connection.
+//! Builds what lives across invocations once and hands events to the shared handler.
+
+use herald::Config;
+use herald::realtime::socket::{self, Route, Socket};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    herald::telemetry::init();
+    let config = Config::from_env()?;
+    let socket = Socket::from_config(Route::Disconnect, &config)?;
+    socket::run(socket).await
+}

@@ -1,0 +1,107 @@
+//! The `ws_connections` table: who is connected, to which tenant, wanting which events.
+//!
+//! Rows are written under their tenant's context like every tenant table. A connection id
+//! alone (all `$disconnect` and `$default` receive) leads to its tenant only through
+//! `app.ws_connection_tenant`, a definer function that returns the tenant id and nothing
+//! else.
+
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::db::Database;
+use crate::events::EventType;
+use crate::http::Locale;
+
+/// A connection accepted at `$connect`.
+pub struct NewConnection<'a> {
+    pub connection_id: &'a str,
+    pub tenant: Uuid,
+    pub sub: &'a str,
+    pub language: Locale,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ws_connections (tenant_id, connection_id, sub, language) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(new.tenant)
+    .bind(new.connection_id)
+    .bind(new.sub)
+    .bind(new.language.code())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Opens a transaction in the tenant of `connection_id`; `None` for an unknown connection.
+pub async fn begin_for(
+    db: &Database,
+    connection_id: &str,
+) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+    let tenant: Option<Uuid> = sqlx::query_scalar("SELECT app.ws_connection_tenant($1)")
+        .bind(connection_id)
+        .fetch_one(db.untenanted())
+        .await?;
+    match tenant {
+        Some(tenant) => Ok(Some(db.begin_as(tenant).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn delete(conn: &mut PgConnection, connection_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM ws_connections WHERE connection_id = $1")
+        .bind(connection_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Prunes connections the gateway no longer knows (410 Gone).
+pub async fn delete_all(conn: &mut PgConnection, ids: &[String]) -> Result<u64, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(
+        sqlx::query("DELETE FROM ws_connections WHERE connection_id = ANY($1)")
+            .bind(ids)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
+pub async fn subscribe(
+    conn: &mut PgConnection,
+    connection_id: &str,
+    types: &[EventType],
+) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+    sqlx::query("UPDATE ws_connections SET types = $2 WHERE connection_id = $1")
+        .bind(connection_id)
+        .bind(names)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A connection the dispatcher posts to, with the types it wants (`None`: all).
+#[derive(sqlx::FromRow)]
+pub struct Target {
+    pub connection_id: String,
+    pub types: Option<Vec<String>>,
+}
+
+impl Target {
+    pub fn wants(&self, kind: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == kind))
+    }
+}
+
+/// Every connection of the transaction's tenant.
+pub async fn targets(conn: &mut PgConnection) -> Result<Vec<Target>, sqlx::Error> {
+    sqlx::query_as("SELECT connection_id, types FROM ws_connections ORDER BY connected_at")
+        .fetch_all(conn)
+        .await
+}

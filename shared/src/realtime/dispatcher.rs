@@ -1,0 +1,333 @@
+//! The dispatcher: drains the event outbox to WebSocket subscribers.
+//!
+//! Tenants with pending events come from `app.tenants_with_pending_events` (a definer
+//! function returning ids only); each tenant is then drained under its own context, in
+//! `seq` (commit) order, one batch per transaction:
+//!
+//! 1. lock the tenant's outbox (an advisory lock, so two dispatchers never interleave one
+//!    tenant's events) and read up to `batch` pending events;
+//! 2. post every event to every connection that wants it, connections concurrently (at
+//!    most `concurrency` posts in flight), each connection's events in order;
+//! 3. prune connections that answered 410 Gone, stamp the batch `dispatched_at`, commit.
+//!
+//! A crash before the commit rolls the stamps back, so the batch in flight is sent again
+//! (at-least-once; subscribers drop duplicates by event id) and nothing is lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::connections::{self, Target};
+use super::frames::EventFrame;
+use super::management::{Connections, Delivery};
+use crate::db::Database;
+use crate::metrics;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Events per transaction: what a crash may re-send.
+    pub batch: i64,
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Fault injection for tests: while positive, each batch stops after posting and
+    /// before stamping (as if the process died there), decrementing it.
+    pub crash_after_posting: Arc<AtomicUsize>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            batch: 100,
+            concurrency: 64,
+            crash_after_posting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub events: usize,
+    pub posts: usize,
+    pub pruned: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("stopped between posting and marking (fault injection)")]
+    Crashed,
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    seq: i64,
+    id: Uuid,
+    #[sqlx(rename = "type")]
+    kind: String,
+    payload: Value,
+    created_at: OffsetDateTime,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    db: Database,
+    connections: Connections,
+    options: Options,
+}
+
+impl Dispatcher {
+    pub fn new(db: Database, connections: Connections, options: Options) -> Dispatcher {
+        Dispatcher {
+            db,
+            connections,
+            options,
+        }
+    }
+
+    /// Drains every tenant's pending events; one EMF record for the run.
+    pub async fn run(&self) -> Result<Drained, DispatchError> {
+        let started = Instant::now();
+        let cold_start = metrics::cold_start();
+        let (result, invocation) = metrics::measure(self.drain_all()).await;
+        let request_id = Uuid::new_v4().to_string();
+        metrics::Record {
+            function: "dispatcher",
+            route: "drain",
+            request_id: &request_id,
+            status: if result.is_ok() { 200 } else { 500 },
+            latency: started.elapsed(),
+            cold_start,
+            invocation: &invocation,
+        }
+        .emit();
+        match &result {
+            Ok(d) if d.events > 0 => tracing::info!(
+                events = d.events,
+                posts = d.posts,
+                pruned = d.pruned,
+                failed = d.failed,
+                "outbox drained"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "dispatch failed"),
+        }
+        result
+    }
+
+    async fn drain_all(&self) -> Result<Drained, DispatchError> {
+        let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT app.tenants_with_pending_events()")
+            .fetch_all(self.db.untenanted())
+            .await?;
+        let mut total = Drained::default();
+        let mut first_error = None;
+        for tenant in tenants {
+            // One tenant's trouble must not hold up the others.
+            match self.drain(tenant).await {
+                Ok(d) => {
+                    total.events += d.events;
+                    total.posts += d.posts;
+                    total.pruned += d.pruned;
+                    total.failed += d.failed;
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, error = %e, "draining a tenant failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+
+    /// Drains one tenant, batch by batch.
+    pub async fn drain(&self, tenant: Uuid) -> Result<Drained, DispatchError> {
+        let mut total = Drained::default();
+        loop {
+            let mut tx = self.db.begin_as(tenant).await?;
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('herald_outbox:' || $1::text, 0))",
+            )
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+            let events: Vec<Pending> = sqlx::query_as(
+                "SELECT seq, id, type, payload, created_at FROM outbox_events
+                 WHERE tenant_id = $1 AND dispatched_at IS NULL
+                 ORDER BY seq LIMIT $2",
+            )
+            .bind(tenant)
+            .bind(self.options.batch)
+            .fetch_all(&mut *tx)
+            .await?;
+            if events.is_empty() {
+                tx.commit().await?;
+                return Ok(total);
+            }
+            let targets = connections::targets(&mut tx).await?;
+            let outcome = self.post(tenant, &events, targets).await;
+            let pruned = connections::delete_all(&mut tx, &outcome.gone).await? as usize;
+
+            if self
+                .options
+                .crash_after_posting
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(DispatchError::Crashed);
+            }
+
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            sqlx::query(
+                "UPDATE outbox_events SET dispatched_at = now() WHERE tenant_id = $1 AND seq = ANY($2)",
+            )
+            .bind(tenant)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+
+            total.events += events.len();
+            total.posts += outcome.posts;
+            total.pruned += pruned;
+            total.failed += outcome.failed;
+            if (events.len() as i64) < self.options.batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Posts a batch: connections concurrently, each connection's events in order.
+    async fn post(&self, tenant: Uuid, events: &[Pending], targets: Vec<Target>) -> Posted {
+        let frames: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
+            events
+                .iter()
+                .map(|e| {
+                    let frame = EventFrame {
+                        id: e.id,
+                        kind: &e.kind,
+                        tenant_id: tenant,
+                        timestamp: e.created_at,
+                        payload: &e.payload,
+                    };
+                    (
+                        e.kind.clone(),
+                        serde_json::to_vec(&frame).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        );
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for target in targets {
+            let wanted: Vec<usize> = (0..frames.len())
+                .filter(|&i| target.wants(&frames[i].0))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let frames = Arc::clone(&frames);
+            let permits = Arc::clone(&permits);
+            let client = self.connections.clone();
+            tasks.spawn(async move {
+                let mut posted = Posted::default();
+                for i in wanted {
+                    let Ok(_permit) = permits.acquire().await else {
+                        break;
+                    };
+                    posted.posts += 1;
+                    match client.post(&target.connection_id, &frames[i].1).await {
+                        Delivery::Sent => {}
+                        Delivery::Gone => {
+                            posted.gone.push(target.connection_id);
+                            break;
+                        }
+                        // Given up after the retries: the other subscribers still get the
+                        // batch; this one misses the event rather than blocking the outbox.
+                        Delivery::Failed => posted.failed += 1,
+                    }
+                }
+                posted
+            });
+        }
+        let mut all = Posted::default();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(p) = done {
+                all.posts += p.posts;
+                all.failed += p.failed;
+                all.gone.extend(p.gone);
+            }
+        }
+        all
+    }
+}
+
+#[derive(Default)]
+struct Posted {
+    posts: usize,
+    failed: usize,
+    gone: Vec<String>,
+}
+
+/// How long `herald-local`'s loop waits for a notification before draining anyway.
+pub const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+impl Dispatcher {
+    /// What the `dispatcher` function's `main` builds: the pool, and the management client
+    /// for `HERALD_WS_ENDPOINT` with the execution role's credentials.
+    pub async fn from_config(
+        config: &crate::Config,
+    ) -> Result<Dispatcher, Box<dyn std::error::Error + Send + Sync>> {
+        let endpoint = std::env::var(super::WS_ENDPOINT_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(crate::config::ConfigError::Missing(super::WS_ENDPOINT_VAR))?;
+        let db = Database::connect_lazy(
+            &config.database_url,
+            config.db_max_connections,
+            config.slow_query,
+            "herald-dispatcher",
+        )?;
+        let sdk = crate::aws::from_env().await;
+        Ok(Dispatcher::new(
+            db,
+            Connections::new(&sdk, &endpoint),
+            Options::default(),
+        ))
+    }
+}
+
+/// Runs the dispatcher under the Lambda runtime: whatever the event (an asynchronous kick
+/// after a write, the schedule), it drains the outbox. A failed run is an error, so Lambda
+/// retries the asynchronous invocation.
+pub async fn run_lambda(dispatcher: Dispatcher) -> Result<(), lambda_http::lambda_runtime::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| {
+            let dispatcher = dispatcher.clone();
+            async move {
+                let drained = dispatcher
+                    .run()
+                    .await
+                    .map_err(|e| Box::new(e) as lambda_http::lambda_runtime::Error)?;
+                Ok::<_, lambda_http::lambda_runtime::Error>(serde_json::json!({
+                    "events": drained.events,
+                    "posts": drained.posts,
+                    "pruned": drained.pruned,
+                    "failed": drained.failed,
+                }))
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,271 @@
+//! The WebSocket API's functions: `ws-connect`, `ws-disconnect` and `ws-default`.
+//!
+//! Each receives API Gateway's WebSocket proxy event and answers a proxy response. At
+//! `$connect` a non-2xx status refuses the connection before it is accepted; after that a
+//! response body goes back to the client as a frame (the route response of template.yaml).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use http::HeaderValue;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::connections::{self, NewConnection};
+use super::frames::{self, Command};
+use crate::auth::{self, AuthError, Verifier};
+use crate::config::Config;
+use crate::db::Database;
+use crate::http::Locale;
+use crate::metrics;
+
+/// Which WebSocket route a function serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Connect,
+    Disconnect,
+    Default,
+}
+
+impl Route {
+    pub fn function(self) -> &'static str {
+        match self {
+            Route::Connect => "ws-connect",
+            Route::Disconnect => "ws-disconnect",
+            Route::Default => "ws-default",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Route::Connect => "$connect",
+            Route::Disconnect => "$disconnect",
+            Route::Default => "$default",
+        }
+    }
+}
+
+/// One WebSocket function's state, built once per container.
+pub struct Socket {
+    route: Route,
+    db: Database,
+    verifier: Arc<Verifier>,
+}
+
+/// A function's answer: the status (at `$connect`, whether the connection is accepted) and
+/// an optional frame for the client.
+struct Reply {
+    status: u16,
+    body: Option<Value>,
+}
+
+impl Reply {
+    fn ok() -> Reply {
+        Reply {
+            status: 200,
+            body: None,
+        }
+    }
+    fn status(status: u16) -> Reply {
+        Reply { status, body: None }
+    }
+    fn frame(body: Value) -> Reply {
+        Reply {
+            status: 200,
+            body: Some(body),
+        }
+    }
+}
+
+impl Socket {
+    pub fn new(route: Route, db: Database, verifier: Arc<Verifier>) -> Socket {
+        Socket {
+            route,
+            db,
+            verifier,
+        }
+    }
+
+    pub fn from_config(route: Route, config: &Config) -> Result<Socket, sqlx::Error> {
+        let db = Database::connect_lazy(
+            &config.database_url,
+            config.db_max_connections,
+            config.slow_query,
+            &format!("herald-{}", route.function()),
+        )?;
+        Ok(Socket::new(route, db, Arc::new(Verifier::new(&config.jwt))))
+    }
+
+    pub fn route(&self) -> Route {
+        self.route
+    }
+
+    /// Handles one event. Never fails: errors become a status (500 after logging).
+    pub async fn serve(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let started = Instant::now();
+        let cold_start = metrics::cold_start();
+        let ctx = &event.request_context;
+        let request_id = ctx.request_id.clone().unwrap_or_default();
+        let connection_id = ctx.connection_id.clone().unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            function = self.route.function(),
+            route = self.route.key(),
+            connection_id = %connection_id,
+            tenant_id = tracing::field::Empty,
+        );
+        let (reply, invocation) = metrics::measure(
+            async {
+                let reply = match self.route {
+                    Route::Connect => self.connect(&event, &connection_id).await,
+                    Route::Disconnect => self.disconnect(&connection_id).await,
+                    Route::Default => self.default(&event, &connection_id).await,
+                };
+                reply.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "websocket function failed");
+                    Reply::status(500)
+                })
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+        let latency = started.elapsed();
+        span.in_scope(|| {
+            tracing::info!(
+                status = reply.status,
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                "websocket event handled"
+            )
+        });
+        metrics::Record {
+            function: self.route.function(),
+            route: self.route.key(),
+            request_id: &request_id,
+            status: reply.status,
+            latency,
+            cold_start,
+            invocation: &invocation,
+        }
+        .emit();
+
+        let mut response = ApiGatewayProxyResponse::default();
+        response.status_code = i64::from(reply.status);
+        if let Some(body) = reply.body {
+            response.body = Some(Body::Text(body.to_string()));
+            response.headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        response
+    }
+
+    /// `$connect`: the same rules as HTTP (verified token, membership), then the
+    /// connection is stored. 401, 403 or 400 refuse it and store nothing.
+    async fn connect(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+        connection_id: &str,
+    ) -> Result<Reply, sqlx::Error> {
+        let query = &event.query_string_parameters;
+        let header_token = auth::bearer_token(&event.headers).ok();
+        let Some(token) = query.first("token").or(header_token) else {
+            tracing::info!("connection refused: no token");
+            return Ok(Reply::status(401));
+        };
+        let claims = match self.verifier.verify(token).await {
+            Ok(claims) => claims,
+            Err(AuthError::KeysUnavailable(reason)) => {
+                tracing::error!(%reason, "JWKS unavailable");
+                return Ok(Reply::status(503));
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "connection refused: token");
+                return Ok(Reply::status(401));
+            }
+        };
+        let named = query.first("tenantId").or(claims.tenant_id.as_deref());
+        let Some(tenant) = named.and_then(|t| Uuid::try_parse(t.trim()).ok()) else {
+            tracing::info!("connection refused: no tenant named");
+            return Ok(Reply::status(400));
+        };
+        if connection_id.is_empty() {
+            return Ok(Reply::status(400));
+        }
+        let language = Locale::negotiate(query.first("language").or_else(|| {
+            event
+                .headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+        }));
+        let Some(mut tx) = self.db.begin_tenant(tenant, &claims.sub).await? else {
+            tracing::info!("connection refused: not a member");
+            return Ok(Reply::status(403));
+        };
+        connections::insert(
+            tx.conn(),
+            &NewConnection {
+                connection_id,
+                tenant,
+                sub: &claims.sub,
+                language,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Reply::ok())
+    }
+
+    /// `$disconnect`: forgets the connection, if it is still known.
+    async fn disconnect(&self, connection_id: &str) -> Result<Reply, sqlx::Error> {
+        if let Some(mut tx) = connections::begin_for(&self.db, connection_id).await? {
+            connections::delete(&mut tx, connection_id).await?;
+            tx.commit().await?;
+        }
+        Ok(Reply::ok())
+    }
+
+    /// `$default`: `ping` and `subscribe`.
+    async fn default(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+        connection_id: &str,
+    ) -> Result<Reply, sqlx::Error> {
+        let body = event.body.as_deref().unwrap_or("");
+        match Command::parse(body) {
+            Err(message) => Ok(Reply::frame(frames::error(&message))),
+            Ok(Command::Ping) => Ok(Reply::frame(frames::pong())),
+            Ok(Command::Subscribe(types)) => {
+                let Some(mut tx) = connections::begin_for(&self.db, connection_id).await? else {
+                    return Ok(Reply::frame(frames::error(
+                        "this connection is not registered",
+                    )));
+                };
+                connections::subscribe(&mut tx, connection_id, &types).await?;
+                tx.commit().await?;
+                Ok(Reply::frame(frames::subscribed(&types)))
+            }
+        }
+    }
+}
+
+/// Runs `socket` under the Lambda runtime: WebSocket proxy events in, proxy responses out.
+pub async fn run(socket: Socket) -> Result<(), lambda_runtime::Error> {
+    let socket = Arc::new(socket);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let socket = Arc::clone(&socket);
+            // Boxed: the handler's future is too deep for the runtime's types to lay out
+            // within the default recursion limit.
+            let serving: std::pin::Pin<Box<dyn Future<Output = ApiGatewayProxyResponse> + Send>> =
+                Box::pin(async move { socket.serve(event.payload).await });
+            async move { Ok::<_, std::convert::Infallible>(serving.await) }
+        },
+    ))
+    .await
+}
