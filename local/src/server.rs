@@ -9,6 +9,7 @@ use herald::api::Function;
 use herald::auth::Verifier;
 use herald::config::JwtConfig;
 use herald::db::Database;
+use herald::observer::ObserverConfig;
 
 use crate::database;
 use crate::gateway::{self, Gateway};
@@ -23,6 +24,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     pub slow_query: Duration,
     pub db_max_connections: u32,
+    /// Rollup flush interval, default rate limit, metrics on or off.
+    pub observer: ObserverConfig,
 }
 
 impl ServerConfig {
@@ -34,6 +37,7 @@ impl ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
+            observer: ObserverConfig::default(),
         }
     }
 }
@@ -48,6 +52,8 @@ fn default_pool_size() -> u32 {
 pub struct Running {
     pub addr: SocketAddr,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The functions' database, whose observer holds rollups to flush at shutdown.
+    pub db: Database,
 }
 
 /// Migrates the database and starts serving; returns once the port is bound.
@@ -59,7 +65,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         config.db_max_connections,
         config.slow_query,
         "herald-local",
-    );
+    )
+    .with_observer(config.observer.clone());
+    // Idle servers flush their rollups too, not only after requests.
+    db.observer().spawn_ticker();
     let verifier = Arc::new(Verifier::new(&config.jwt));
     let apps = Function::ALL.map(|f| Arc::new(App::new(f, db.clone(), Arc::clone(&verifier))));
 
@@ -75,5 +84,5 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         )
         .await
     });
-    Ok(Running { addr, task })
+    Ok(Running { addr, task, db })
 }

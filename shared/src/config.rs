@@ -20,6 +20,9 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Statements slower than this are logged as warnings and counted as slow.
     pub slow_query: Duration,
+    /// Rollup flushes and rate limits (`HERALD_STATS_FLUSH_SECS`,
+    /// `HERALD_RATE_LIMIT_PER_MINUTE`).
+    pub observer: crate::observer::ObserverConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +51,26 @@ impl Config {
             db_max_connections: parse_var("DB_MAX_CONNECTIONS")?.unwrap_or(2),
             jwt,
             slow_query: Duration::from_millis(parse_var("SLOW_QUERY_MS")?.unwrap_or(1000)),
+            observer: observer_from_env()?,
         })
     }
+}
+
+fn observer_from_env() -> Result<crate::observer::ObserverConfig, ConfigError> {
+    let mut observer = crate::observer::ObserverConfig::default();
+    if let Some(secs) = parse_var::<u64>("HERALD_STATS_FLUSH_SECS")? {
+        observer.flush_every = Duration::from_secs(secs.max(1));
+    }
+    if let Some(limit) = parse_var::<u32>("HERALD_RATE_LIMIT_PER_MINUTE")? {
+        if limit == 0 {
+            return Err(ConfigError::Invalid {
+                name: "HERALD_RATE_LIMIT_PER_MINUTE",
+                reason: "must be at least 1".into(),
+            });
+        }
+        observer.rate_limit_per_minute = limit;
+    }
+    Ok(observer)
 }
 
 fn var(name: &'static str) -> Option<String> {

@@ -29,6 +29,9 @@ pub struct TestApp {
     /// The migration owner (a superuser locally): sees every tenant's rows.
     pub owner: PgPool,
     pub http: reqwest::Client,
+    /// False for a second server on another's database ([`TestApp::second_server`]): the
+    /// first one drops the database.
+    pub owns_database: bool,
 }
 
 impl TestApp {
@@ -58,6 +61,28 @@ impl TestApp {
             owner_url,
             owner,
             http: client(),
+            owns_database: true,
+        }
+    }
+
+    /// Another herald-local server, with its own pool and in-memory state, on this one's
+    /// database: two instances of every function, as two Lambda containers would be.
+    pub async fn second_server(&self, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let jwt = JwtConfig {
+            hs256_secret: Some(SECRET.into()),
+            ..JwtConfig::default()
+        };
+        let mut config = ServerConfig::new(&self.owner_url, jwt);
+        config.db_max_connections = 8;
+        adjust(&mut config);
+        let running = server::start(config).await.expect("herald-local starts");
+        TestApp {
+            base: format!("http://{}", running.addr),
+            db_name: self.db_name.clone(),
+            owner_url: self.owner_url.clone(),
+            owner: self.owner.clone(),
+            http: client(),
+            owns_database: false,
         }
     }
 
@@ -136,6 +161,9 @@ impl TestApp {
 /// runtime is shutting down; `WITH (FORCE)` ends the server's pooled connections.
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !self.owns_database {
+            return;
+        }
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,9 +1,11 @@
-//! The system function: health, locales and the OpenAPI description. No tenant, no token.
+//! The system function: health, locales and the OpenAPI description (no tenant, no token),
+//! and the tenant's performance stats (owners and admins).
 
 use http::StatusCode;
 use serde::Serialize;
 
 use crate::App;
+use crate::auth::Access;
 use crate::http::locale::LocaleInfo;
 use crate::http::{Body, Locale, Problem, Request, Response, response};
 
@@ -14,11 +16,12 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/health", System),
     Route::new("GET", "/api/locales", System),
     Route::new("GET", "/api/openapi.json", System),
+    Route::new("GET", "/api/performance/stats", System),
 ];
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health, locales, openapi))]
+#[openapi(paths(health, locales, openapi, performance_stats))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
@@ -26,6 +29,7 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         "GET /health" => health(app).await,
         "GET /api/locales" => locales(),
         "GET /api/openapi.json" => openapi(),
+        "GET /api/performance/stats" => performance_stats(app, &req).await,
         _ => Err(super::no_route(&req)),
     }
 }
@@ -78,4 +82,27 @@ pub fn locales() -> Result<Response<Body>, Problem> {
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub fn openapi() -> Result<Response<Body>, Problem> {
     response::ok(&crate::openapi::document())
+}
+
+/// The tenant's requests, error rate, latency percentiles per route, database time, query
+/// counts and latest slow queries over the last `minutes`, across every instance.
+#[utoipa::path(get, path = "/api/performance/stats", tag = "system",
+    params(
+        ("minutes" = Option<u32>, Query, minimum = 1, maximum = 1440, description = "Window in minutes, 1–1440, default 60"),
+    ),
+    responses(
+        (status = 200, description = "The tenant's performance figures", body = crate::perfstats::PerformanceStats),
+        (status = 403, description = "Not an owner or admin of the tenant", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`minutes` out of range", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's requests-per-minute limit is spent", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn performance_stats(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let window = crate::perfstats::Window::parse(crate::http::request::query(req, "minutes"))
+        .map_err(|e| Problem::field("/minutes", e))?;
+    let mut tx = app.begin(req, Access::Admin).await?;
+    // This instance's own figures first, so a caller reads its own requests.
+    app.db().observer().flush().await;
+    let stats = crate::perfstats::read(&mut tx, window).await?;
+    tx.commit().await?;
+    response::ok(&stats)
 }
