@@ -93,9 +93,11 @@ async fn main() -> anyhow::Result<()> {
                 issuer: std::env::var("HERALD_JWT_ISSUER").ok(),
                 audience: std::env::var("HERALD_JWT_AUDIENCE").ok(),
             };
-            let mut observer = herald::observer::ObserverConfig::default();
-            observer.rate_limit_per_minute = rate_limit_per_minute.max(1);
-            observer.flush_every = Duration::from_secs(stats_flush_secs.max(1));
+            let observer = herald::observer::ObserverConfig {
+                rate_limit_per_minute: rate_limit_per_minute.max(1),
+                flush_every: Duration::from_secs(stats_flush_secs.max(1)),
+                ..Default::default()
+            };
             let config = ServerConfig {
                 observer,
                 app_database_url,

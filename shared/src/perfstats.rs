@@ -105,7 +105,9 @@ impl Window {
         };
         match raw.trim().parse::<u32>() {
             Ok(n) if (1..=MAX_MINUTES).contains(&n) => Ok(Window(n)),
-            _ => Err(format!("must be a whole number of minutes from 1 to {MAX_MINUTES}")),
+            _ => Err(format!(
+                "must be a whole number of minutes from 1 to {MAX_MINUTES}"
+            )),
         }
     }
 
@@ -118,7 +120,11 @@ impl Window {
 pub async fn read(tx: &mut TenantTx, window: Window) -> Result<PerformanceStats, sqlx::Error> {
     let minutes = window.minutes();
     let now = OffsetDateTime::now_utc();
-    let from = now.replace_second(0).unwrap_or(now).replace_nanosecond(0).unwrap_or(now)
+    let from = now
+        .replace_second(0)
+        .unwrap_or(now)
+        .replace_nanosecond(0)
+        .unwrap_or(now)
         - time::Duration::minutes(i64::from(minutes) - 1);
     let tenant = tx.tenant();
     // One row per minute and route; summed here, histograms included.
@@ -199,7 +205,12 @@ fn summarise(
         queries += r.queries;
         slow_count += r.slow_queries;
         routes.push(RouteStats {
-            latency_ms: latency_of(&r.latency_buckets, r.latency_ms, r.latency_max_ms, r.requests),
+            latency_ms: latency_of(
+                &r.latency_buckets,
+                r.latency_ms,
+                r.latency_max_ms,
+                r.requests,
+            ),
             error_rate: rate(r.client_errors + r.server_errors, r.requests),
             function: r.function,
             route: r.route,

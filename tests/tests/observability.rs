@@ -146,15 +146,39 @@ impl StdoutCapture {
 /// (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 fn check_emf(doc: &Value) {
     const UNITS: &[&str] = &[
-        "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes",
-        "Gigabytes", "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits",
-        "Percent", "Count", "Bytes/Second", "Kilobytes/Second", "Megabytes/Second",
-        "Gigabytes/Second", "Terabytes/Second", "Bits/Second", "Kilobits/Second",
-        "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
     ];
     let aws = doc["_aws"].as_object().expect("an _aws object");
     assert!(aws["Timestamp"].is_u64(), "Timestamp: {doc}");
-    let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics");
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics");
     assert!(!directives.is_empty());
     for directive in directives {
         let namespace = directive["Namespace"].as_str().expect("Namespace");
@@ -165,7 +189,10 @@ fn check_emf(doc: &Value) {
             assert!(set.len() <= 30, "at most 30 dimensions: {doc}");
             for name in set {
                 let name = name.as_str().expect("dimension names are strings");
-                assert!(doc[name].is_string(), "dimension {name} has no string value: {doc}");
+                assert!(
+                    doc[name].is_string(),
+                    "dimension {name} has no string value: {doc}"
+                );
             }
         }
         let metrics = directive["Metrics"].as_array().expect("Metrics");
@@ -202,13 +229,19 @@ async fn every_emf_line_a_run_writes_follows_the_specification() {
     let mut request_ids = Vec::new();
     let mut statuses = Vec::new();
     for reply in [
-        alice.get("/api/contacts").await,                     // 200
+        alice.get("/api/contacts").await,                          // 200
         alice.post("/api/contacts", &serde_json::json!({})).await, // 422
-        alice.get("/api/contacts").await,                     // 429 (limit 2)
-        stranger.get("/api/contacts").await,                  // 403
-        read(app.request(Method::GET, "/api/contacts").send().await.unwrap()).await, // 401
-        read(app.request(Method::GET, "/nowhere").send().await.unwrap()).await,       // 404
-        read(app.request(Method::GET, "/health").send().await.unwrap()).await,        // 200
+        alice.get("/api/contacts").await,                          // 429 (limit 2)
+        stranger.get("/api/contacts").await,                       // 403
+        read(
+            app.request(Method::GET, "/api/contacts")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await, // 401
+        read(app.request(Method::GET, "/nowhere").send().await.unwrap()).await, // 404
+        read(app.request(Method::GET, "/health").send().await.unwrap()).await, // 200
     ] {
         request_ids.push(reply.headers["x-request-id"].to_str().unwrap().to_owned());
         statuses.push(reply.status.as_u16());
@@ -246,7 +279,10 @@ async fn every_emf_line_a_run_writes_follows_the_specification() {
         assert!(doc["MaxRss"].as_u64().unwrap() > 0);
     }
     // Requests inside the tenant name it; the others cannot.
-    let first = emf.iter().find(|d| d["requestId"] == request_ids[0].as_str()).unwrap();
+    let first = emf
+        .iter()
+        .find(|d| d["requestId"] == request_ids[0].as_str())
+        .unwrap();
     assert_eq!(first["tenantId"], tenant.to_string());
     assert_eq!(first["function"], "contacts");
     assert_eq!(first["route"], "GET /api/contacts");
@@ -328,5 +364,8 @@ async fn a_slow_query_is_tied_to_its_request_in_postgres_the_log_and_the_stats()
                 && doc["span"]["request_id"] == request_id.as_str()
         })
     });
-    assert!(logged, "no slow-statement warning with request id {request_id}");
+    assert!(
+        logged,
+        "no slow-statement warning with request id {request_id}"
+    );
 }

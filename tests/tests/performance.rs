@@ -51,7 +51,11 @@ async fn stats_from_two_servers_on_one_database_add_up() {
             }
         })
         .await;
-        let last = alice.get("/api/performance/stats?minutes=10").await.ok(200).clone();
+        let last = alice
+            .get("/api/performance/stats?minutes=10")
+            .await
+            .ok(200)
+            .clone();
         assert!(added_up(&last), "{last}");
         let list = route(&last, "GET /api/contacts").unwrap();
         assert_eq!(list["function"], "contacts");
@@ -75,7 +79,10 @@ async fn stats_from_two_servers_on_one_database_add_up() {
     }
     // Bob's one request is his alone.
     let bob = one.user("bob", other).get("/api/performance/stats").await;
-    assert_eq!(route(bob.ok(200), "GET /api/contacts").unwrap()["requests"], 1);
+    assert_eq!(
+        route(bob.ok(200), "GET /api/contacts").unwrap()["requests"],
+        1
+    );
 }
 
 #[tokio::test]
@@ -86,10 +93,22 @@ async fn stats_are_for_owners_and_admins_and_check_their_window() {
     app.add_member(tenant, "mel", "member").await;
     app.add_member(tenant, "vic", "viewer").await;
 
-    app.user("ann", tenant).get("/api/performance/stats").await.ok(200);
-    app.user("mel", tenant).get("/api/performance/stats").await.problem(403);
-    app.user("vic", tenant).get("/api/performance/stats").await.problem(403);
-    app.user("eve", tenant).get("/api/performance/stats").await.problem(403);
+    app.user("ann", tenant)
+        .get("/api/performance/stats")
+        .await
+        .ok(200);
+    app.user("mel", tenant)
+        .get("/api/performance/stats")
+        .await
+        .problem(403);
+    app.user("vic", tenant)
+        .get("/api/performance/stats")
+        .await
+        .problem(403);
+    app.user("eve", tenant)
+        .get("/api/performance/stats")
+        .await
+        .problem(403);
     let alice = app.user("alice", tenant);
     let stats = alice.get("/api/performance/stats").await;
     assert_eq!(stats.ok(200)["windowMinutes"], 60);
@@ -139,7 +158,10 @@ async fn a_tenant_over_its_limit_gets_429_and_another_does_not() {
     }
     let refused = refused.expect("a 429 within seven requests");
     let problem = refused.problem(429);
-    assert_eq!(problem["type"], "https://herald.dev/problems/too-many-requests");
+    assert_eq!(
+        problem["type"],
+        "https://herald.dev/problems/too-many-requests"
+    );
     let retry_after = header(&refused, "retry-after");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(header(&refused, "ratelimit-remaining"), 0);

@@ -218,7 +218,9 @@ impl Problem {
             retry_after_secs: Some(retry_after_secs),
             ..Problem::new(
                 Kind::TooManyRequests,
-                format!("this tenant may make {limit} requests per minute; retry after {retry_after_secs} s"),
+                format!(
+                    "this tenant may make {limit} requests per minute; retry after {retry_after_secs} s"
+                ),
             )
         }
     }
