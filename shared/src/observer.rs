@@ -103,6 +103,11 @@ impl Observer {
         self.write().await;
     }
 
+    /// Writes the rollups collected for `tx`'s tenant inside `tx` (the stats endpoint).
+    pub async fn flush_into(&self, tx: &mut crate::db::TenantTx) -> Result<(), sqlx::Error> {
+        rollup::flush_tenant(&self.collector, tx, self.config.slow_query_cap).await
+    }
+
     async fn write(&self) {
         if let Ok(mut t) = self.last_flush.lock() {
             *t = Instant::now();

@@ -17,9 +17,10 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::db::TenantTx;
 use crate::metrics::{Class, SlowQuery};
 
 /// Upper bounds (ms) of the latency histogram's buckets: ×1.25 steps from 0.25 ms to about
@@ -183,6 +184,28 @@ impl Collector {
     fn take(&self) -> HashMap<Uuid, TenantBatch> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    fn take_tenant(&self, tenant: Uuid) -> Option<TenantBatch> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&tenant)
+    }
+}
+
+/// Writes `tenant`'s collected rows inside `tx`, a transaction already in that tenant (the
+/// stats endpoint reads its own instance's latest figures this way, without a second
+/// connection).
+pub async fn flush_tenant(
+    collector: &Collector,
+    tx: &mut TenantTx,
+    slow_cap: i64,
+) -> Result<(), sqlx::Error> {
+    let tenant = tx.tenant();
+    match collector.take_tenant(tenant) {
+        Some(batch) => write_batch(tx.conn(), tenant, batch, slow_cap).await,
+        None => Ok(()),
+    }
 }
 
 /// Writes everything collected so far: one transaction per tenant, one upsert of all its
@@ -205,17 +228,26 @@ async fn write_tenant(
     batch: TenantBatch,
     slow_cap: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut rows: Vec<(Key, Row)> = batch.rows.into_iter().collect();
-    // A fixed order: concurrent flushes from other instances lock rows in the same order.
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
-    let has_slow = !batch.slow.is_empty();
-
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
         .bind(tenant)
         .execute(&mut *tx)
         .await?;
+    write_batch(&mut tx, tenant, batch, slow_cap).await?;
+    tx.commit().await
+}
+
+async fn write_batch(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    batch: TenantBatch,
+    slow_cap: i64,
+) -> Result<(), sqlx::Error> {
+    let mut rows: Vec<(Key, Row)> = batch.rows.into_iter().collect();
+    // A fixed order: concurrent flushes from other instances lock rows in the same order.
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
+    let has_slow = !batch.slow.is_empty();
     sqlx::query(
         "WITH slow AS (
             INSERT INTO slow_queries (tenant_id, at, function, route, request_id, duration_ms, statement)
@@ -250,7 +282,7 @@ async fn write_tenant(
     .bind(tenant)
     .bind(sqlx::types::Json(&rows))
     .bind(sqlx::types::Json(&batch.slow))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if has_slow {
         // Keep the newest `slow_cap` for the tenant.
@@ -261,10 +293,10 @@ async fn write_tenant(
         )
         .bind(tenant)
         .bind(slow_cap)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 fn rfc3339(at: SystemTime) -> String {

@@ -100,8 +100,9 @@ pub async fn performance_stats(app: &App, req: &Request) -> Result<Response<Body
     let window = crate::perfstats::Window::parse(crate::http::request::query(req, "minutes"))
         .map_err(|e| Problem::field("/minutes", e))?;
     let mut tx = app.begin(req, Access::Admin).await?;
-    // This instance's own figures first, so a caller reads its own requests.
-    app.db().observer().flush().await;
+    // This instance's own figures first, in the same transaction, so a caller reads its own
+    // requests; other instances' arrive with their next flush.
+    app.db().observer().flush_into(&mut tx).await?;
     let stats = crate::perfstats::read(&mut tx, window).await?;
     tx.commit().await?;
     response::ok(&stats)
