@@ -345,6 +345,17 @@ async fn a_slow_query_is_tied_to_its_request_in_postgres_the_log_and_the_stats()
         "the transaction's application_name names the request"
     );
 
+    // The name was the transaction's only: pooled connections are back to their own.
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = $1 AND state = 'idle' AND application_name LIKE 'req=%'",
+    )
+    .bind(&app.db_name)
+    .fetch_one(&app.owner)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0);
+
     let stats = alice.get("/api/performance/stats?minutes=5").await;
     let stats = stats.ok(200);
     let slow = stats["database"]["slowQueries"]
