@@ -96,6 +96,6 @@ CREATE POLICY tenant_isolation ON rate_minutes
     USING (tenant_id = (SELECT app.current_tenant_id()))
     WITH CHECK (tenant_id = (SELECT app.current_tenant_id()));
 
-GRANT SELECT, INSERT, UPDATE ON perf_minutes TO herald_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON perf_minutes TO herald_app;
 GRANT SELECT, INSERT, DELETE ON slow_queries TO herald_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON rate_minutes TO herald_app;

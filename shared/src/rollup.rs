@@ -7,6 +7,9 @@
 //! what every other instance wrote for the same minute. Percentiles come from the summed
 //! histograms, so they hold across instances.
 //!
+//! Rows older than 25 hours (the endpoint's longest window is a day) go with the next flush
+//! of their tenant.
+//!
 //! The tables are tenant tables under FORCE RLS. A flush writes each tenant's rows in a
 //! short transaction of its own under that tenant's context (`set_config('app.tenant_id',
 //! …, true)`), exactly as a request would: no definer function is needed, and no flush can
@@ -249,7 +252,10 @@ async fn write_batch(
     let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     let has_slow = !batch.slow.is_empty();
     sqlx::query(
-        "WITH slow AS (
+        "WITH expired AS (
+            DELETE FROM perf_minutes WHERE tenant_id = $1 AND minute < now() - interval '25 hours'
+        ),
+        slow AS (
             INSERT INTO slow_queries (tenant_id, at, function, route, request_id, duration_ms, statement)
             SELECT $1, s.at, s.function, s.route, s.request_id, s.duration_ms, s.statement
             FROM jsonb_to_recordset($3) AS s(at timestamptz, function text, route text,
