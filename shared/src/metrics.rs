@@ -305,7 +305,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryLayer {
         if event.metadata().target() != "sqlx::query" {
             return;
         }
-        let mut visit = QueryFields::default();
+        // sqlx reports slow statements from a call site of their own, with a
+        // `slow_threshold` field: only for those is the text worth copying.
+        let slow = event.metadata().fields().field("slow_threshold").is_some();
+        let mut visit = QueryFields {
+            slow,
+            ..QueryFields::default()
+        };
         event.record(&mut visit);
         if let Some(secs) = visit.elapsed_secs {
             let duration = Duration::from_secs_f64(secs.max(0.0));
@@ -349,6 +355,9 @@ impl Visit for QueryFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         // sqlx sends `summary` (the first words) and, when that is not all of it, the whole
         // statement as `db.statement`.
+        if !self.slow {
+            return;
+        }
         match field.name() {
             "summary" => self.summary = value.to_owned(),
             "db.statement" => self.statement = value.to_owned(),
@@ -356,11 +365,8 @@ impl Visit for QueryFields {
         }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            // sqlx adds `slow_threshold` only to statements over the threshold.
-            "slow_threshold" => self.slow = true,
-            "summary" if self.summary.is_empty() => self.summary = format!("{value:?}"),
-            _ => {}
+        if self.slow && field.name() == "summary" && self.summary.is_empty() {
+            self.summary = format!("{value:?}");
         }
     }
 }
