@@ -96,8 +96,13 @@ async fn statements_over_the_threshold_are_counted_slow() {
         tx.commit().await.unwrap();
     })
     .await;
-    assert_eq!(invocation.slow_queries, 1, "{invocation:?}");
-    assert_eq!(invocation.slow[0].statement, "SELECT pg_sleep(?)");
+    // At least the long sleep (on a loaded machine other statements may cross 50 ms too).
+    assert!(invocation.slow_queries >= 1, "{invocation:?}");
+    assert!(
+        invocation.slow.iter().any(|s| s.statement == "SELECT pg_sleep(?)"
+            && s.duration >= Duration::from_millis(80)),
+        "{invocation:?}"
+    );
     assert!(
         invocation.db_queries >= 4,
         "BEGIN, enter_tenant, two sleeps, COMMIT: {invocation:?}"
