@@ -38,6 +38,12 @@ enum Command {
         app_database_url: Option<String>,
         #[arg(long, env = "SLOW_QUERY_MS", default_value_t = 1000)]
         slow_query_ms: u64,
+        /// Default requests per minute per tenant.
+        #[arg(long, env = "HERALD_RATE_LIMIT_PER_MINUTE", default_value_t = herald::observer::DEFAULT_RATE_LIMIT_PER_MINUTE)]
+        rate_limit_per_minute: u32,
+        /// Seconds between performance-rollup flushes.
+        #[arg(long, env = "HERALD_STATS_FLUSH_SECS", default_value_t = 10)]
+        stats_flush_secs: u64,
     },
     /// Create the database if needed and apply every migration.
     Migrate,
@@ -77,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
             host,
             app_database_url,
             slow_query_ms,
+            rate_limit_per_minute,
+            stats_flush_secs,
         } => {
             herald::telemetry::init();
             let jwt = JwtConfig {
@@ -85,7 +93,13 @@ async fn main() -> anyhow::Result<()> {
                 issuer: std::env::var("HERALD_JWT_ISSUER").ok(),
                 audience: std::env::var("HERALD_JWT_AUDIENCE").ok(),
             };
+            let observer = herald::observer::ObserverConfig {
+                rate_limit_per_minute: rate_limit_per_minute.max(1),
+                flush_every: Duration::from_secs(stats_flush_secs.max(1)),
+                ..Default::default()
+            };
             let config = ServerConfig {
+                observer,
                 app_database_url,
                 egress: herald::http::egress::EgressPolicy::from_env()?,
                 addr: SocketAddr::new(host, port),
@@ -94,10 +108,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let running = server::start(config).await?;
             eprintln!("herald-local listening on http://{}", running.addr);
+            let db = running.db.clone();
             tokio::select! {
                 result = running.task => result??,
                 _ = tokio::signal::ctrl_c() => {}
             }
+            // Rollups still in memory.
+            db.observer().flush().await;
         }
         Command::Migrate => {
             database::migrate(&cli.database_url).await?;

@@ -10,6 +10,7 @@ use herald::auth::Verifier;
 use herald::config::JwtConfig;
 use herald::db::Database;
 use herald::http::egress::EgressPolicy;
+use herald::observer::ObserverConfig;
 
 use crate::database;
 use crate::gateway::{self, Gateway};
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     pub egress: EgressPolicy,
     /// The dispatcher's batch size, concurrency and (for tests) fault injection.
     pub dispatcher: dispatcher::Options,
+    /// Rollup flush interval, default rate limit, metrics on or off.
+    pub observer: ObserverConfig,
 }
 
 impl ServerConfig {
@@ -46,6 +49,7 @@ impl ServerConfig {
             db_max_connections: default_pool_size(),
             egress: EgressPolicy::public_only(),
             dispatcher: dispatcher::Options::default(),
+            observer: ObserverConfig::default(),
         }
     }
 }
@@ -60,6 +64,8 @@ fn default_pool_size() -> u32 {
 pub struct Running {
     pub addr: SocketAddr,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The functions' database, whose observer holds rollups to flush at shutdown.
+    pub db: Database,
 }
 
 /// Migrates the database and starts serving; returns once the port is bound.
@@ -71,7 +77,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         config.db_max_connections,
         config.slow_query,
         "herald-local",
-    );
+    )
+    .with_observer(config.observer.clone());
+    // Idle servers flush their rollups too, not only after requests.
+    db.observer().spawn_ticker();
     let verifier = Arc::new(Verifier::new(&config.jwt));
     let apps = Function::ALL.map(|f| Arc::new(App::new(f, db.clone(), Arc::clone(&verifier))));
 
@@ -104,7 +113,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         )
         .await
     });
-    Ok(Running { addr, task })
+    Ok(Running { addr, task, db })
 }
 
 /// Where this server can reach itself: a wildcard bind answers on loopback.

@@ -2,11 +2,9 @@
 //! passes through: request id, logging span, error rendering, metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::HeaderValue;
 use lambda_http::RequestExt;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api::Function;
@@ -39,7 +37,8 @@ impl App {
             config.db_max_connections,
             config.slow_query,
             &format!("herald-{}", function.name()),
-        )?;
+        )?
+        .with_observer(config.observer.clone());
         Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt))))
     }
 
@@ -51,51 +50,37 @@ impl App {
         &self.db
     }
 
-    /// Handles one API Gateway request. Never fails: errors become problem+json.
+    /// Handles one API Gateway request. Never fails: errors become problem+json. Measured by
+    /// [`metrics::instrument_with`], like every other function's invocations.
     pub async fn serve(&self, req: Request) -> Response<Body> {
-        let started = Instant::now();
-        let cold_start = metrics::cold_start();
         let (request_id, route) = request::request_id_and_route(&req);
+        let observer = self.db.observer();
+        metrics::instrument_with(
+            Some(observer),
+            self.function.name(),
+            &route,
+            &request_id,
+            self.respond(req, &request_id),
+        )
+        .await
+    }
+
+    async fn respond(&self, req: Request, request_id: &str) -> Response<Body> {
         let locale = Locale::negotiate(request::header(&req, "accept-language"));
         let path = req.raw_http_path().to_owned();
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            function = self.function.name(),
-            route = %route,
-            tenant_id = tracing::field::Empty,
-        );
-
-        let (result, invocation) =
-            metrics::measure(self.function.handle(self, req).instrument(span.clone())).await;
-        let mut response = match result {
+        let mut response = match self.function.handle(self, req).await {
             Ok(response) => response,
-            Err(problem) => problem.into_response(locale, &path, &request_id),
+            Err(problem) => problem.into_response(locale, &path, request_id),
         };
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", value);
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", value);
         }
-
-        let latency = started.elapsed();
-        let status = response.status().as_u16();
-        span.in_scope(|| {
-            tracing::info!(
-                status,
-                latency_ms = latency.as_secs_f64() * 1000.0,
-                db_queries = invocation.db_queries,
-                "request finished"
-            )
-        });
-        metrics::Record {
-            function: self.function.name(),
-            route: &route,
-            request_id: &request_id,
-            status,
-            latency,
-            cold_start,
-            invocation: &invocation,
+        if let Some(rate) = metrics::rate() {
+            headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+            headers.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
         }
-        .emit();
         response
     }
 
@@ -134,6 +119,16 @@ impl App {
                 tx.role().as_str()
             )));
         }
+        // Counted only once membership is proven: nobody can spend another tenant's limit.
+        if let Some(admission) = self.db.observer().admit(tx.tenant(), tx.rate_limit()) {
+            metrics::note_rate(admission.state);
+            if !admission.allowed {
+                return Err(Problem::too_many_requests(
+                    admission.state.limit,
+                    admission.state.reset_secs,
+                ));
+            }
+        }
         Ok(tx)
     }
 }
@@ -156,7 +151,14 @@ fn unauthenticated(err: AuthError) -> Problem {
 /// A successful write may have committed events: the dispatcher is then kicked (when
 /// `HERALD_DISPATCHER_FUNCTION` names it) before the response is returned, because Lambda
 /// freezes the container right after.
+/// Rollups still in memory are written when Lambda shuts the container down (SIGTERM,
+/// delivered because the graceful-shutdown helper registers a no-op extension).
 pub async fn run(app: App) -> Result<(), lambda_http::Error> {
+    let observer = Arc::clone(app.db().observer());
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        observer.flush().await;
+    })
+    .await;
     let app = Arc::new(app);
     let kick = crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR)
         .await

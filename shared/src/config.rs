@@ -24,6 +24,9 @@ pub struct Config {
     pub slow_query: Duration,
     /// Which addresses webhook and provider requests may reach (`HERALD_EGRESS_ALLOW`).
     pub egress: EgressPolicy,
+    /// Rollup flushes and rate limits (`HERALD_STATS_FLUSH_SECS`,
+    /// `HERALD_RATE_LIMIT_PER_MINUTE`).
+    pub observer: crate::observer::ObserverConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,26 @@ impl Config {
                 name: "HERALD_EGRESS_ALLOW",
                 reason: e.to_string(),
             })?,
+            observer: observer_from_env()?,
         })
     }
+}
+
+fn observer_from_env() -> Result<crate::observer::ObserverConfig, ConfigError> {
+    let mut observer = crate::observer::ObserverConfig::default();
+    if let Some(secs) = parse_var::<u64>("HERALD_STATS_FLUSH_SECS")? {
+        observer.flush_every = Duration::from_secs(secs.max(1));
+    }
+    if let Some(limit) = parse_var::<u32>("HERALD_RATE_LIMIT_PER_MINUTE")? {
+        if limit == 0 {
+            return Err(ConfigError::Invalid {
+                name: "HERALD_RATE_LIMIT_PER_MINUTE",
+                reason: "must be at least 1".into(),
+            });
+        }
+        observer.rate_limit_per_minute = limit;
+    }
+    Ok(observer)
 }
 
 fn var(name: &'static str) -> Option<String> {

@@ -7,6 +7,7 @@
 //! `WHERE tenant_id`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::domain::Paging;
+use crate::observer::{Observer, ObserverConfig};
 
 /// Herald's schema migrations, embedded in every binary that may run them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -22,6 +24,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    /// This process's rollups and rate limits for this database (see [`Observer`]).
+    observer: Arc<Observer>,
 }
 
 impl Database {
@@ -56,7 +60,19 @@ impl Database {
             // can retry beats a request that hangs until API Gateway's 30 s timeout.
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
-        Database { pool }
+        let observer = Observer::new(pool.clone(), ObserverConfig::default());
+        Database { pool, observer }
+    }
+
+    /// The same pool with observability settings of its own (flush interval, default rate
+    /// limit, on or off).
+    pub fn with_observer(self, config: ObserverConfig) -> Database {
+        let observer = Observer::new(self.pool.clone(), config);
+        Database { observer, ..self }
+    }
+
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.observer
     }
 
     /// Opens a transaction in `tenant` for `sub`. `None` when `sub` is not a member; the
@@ -67,18 +83,26 @@ impl Database {
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let role: Option<String> = sqlx::query_scalar("SELECT app.enter_tenant($1, $2)")
-            .bind(tenant)
-            .bind(sub)
-            .fetch_one(&mut *tx)
-            .await?;
+        // The request id becomes the transaction's application_name, in the same round trip.
+        let (role, rate_limit): (Option<String>, Option<i32>) =
+            sqlx::query_as("SELECT role, rate_limit FROM app.enter_tenant($1, $2, $3)")
+                .bind(tenant)
+                .bind(sub)
+                .bind(crate::metrics::request_id())
+                .fetch_one(&mut *tx)
+                .await?;
         let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
             tx.rollback().await?;
             return Ok(None);
         };
-        crate::metrics::note_tenant(tenant);
+        crate::metrics::enter_tenant(tenant, &self.observer);
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
-        Ok(Some(TenantTx { tx, tenant, role }))
+        Ok(Some(TenantTx {
+            tx,
+            tenant,
+            role,
+            rate_limit: rate_limit.and_then(|n| u32::try_from(n).ok()),
+        }))
     }
 
     /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
@@ -149,6 +173,8 @@ pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant: Uuid,
     role: Role,
+    /// The tenant's own requests-per-minute limit, if it has one.
+    rate_limit: Option<u32>,
 }
 
 impl TenantTx {
@@ -158,6 +184,10 @@ impl TenantTx {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    pub fn rate_limit(&self) -> Option<u32> {
+        self.rate_limit
     }
 
     /// The connection, for running queries inside the transaction.

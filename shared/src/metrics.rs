@@ -1,24 +1,85 @@
 //! Per-invocation measurements and their CloudWatch Embedded Metric Format record.
 //!
+//! # Instrumenting an invocation
+//!
+//! Every function wraps each invocation in [`instrument`], HTTP (through `App::serve`) and
+//! otherwise alike:
+//!
+//! ```ignore
+//! // A WebSocket handler, the dispatcher, the scheduler, the sender:
+//! let out = herald::metrics::instrument("dispatcher", "drain", &lambda_ctx.request_id, async {
+//!     drain(&db).await // any output implementing `Outcome`: Result<_, _>, an HTTP response, ()
+//! })
+//! .await;
+//! ```
+//!
+//! `instrument` opens the `invocation` tracing span (request id, function, route, tenant id:
+//! every log line written inside carries them), measures the future, and writes one EMF
+//! line: Latency, DbTime, DbQueries, SlowQueries, ColdStart, MaxRss, Errors, ClientErrors,
+//! ServerErrors under namespace `Herald`, dimensions function and route (keep both low
+//! cardinality: a route key, a job name, never an id); request id, tenant id and status as
+//! properties. When the invocation entered a tenant through [`crate::db::Database`], its
+//! figures also go into that database's per-minute rollups (see [`crate::rollup`]), which
+//! `GET /api/performance/stats` reads across every instance.
+//!
 //! Database time and query counts come from the `sqlx::query` events that sqlx emits for
 //! every statement, collected by [`QueryLayer`] into the invocation's task-local
-//! [`Invocation`]. No query needs wrapping, so none can be forgotten.
+//! [`Invocation`]. No query needs wrapping, so none can be forgotten. Work spawned onto
+//! other tasks is not counted: it runs outside the invocation's task-local scope.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
+use tracing::Instrument;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
+use crate::observer::Observer;
+use crate::ratelimit::RateState;
+
+/// Slow statements kept per invocation; more are counted but not kept.
+const SLOW_KEPT: usize = 5;
+
 /// What one invocation did, filled in while it runs.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Invocation {
     pub db_time: Duration,
     pub db_queries: u32,
     pub slow_queries: u32,
     pub tenant_id: Option<uuid::Uuid>,
+    /// API Gateway's (or the Lambda context's) request id.
+    pub request_id: String,
+    /// The first few slow statements, literals stripped.
+    pub slow: Vec<SlowQuery>,
+    /// Where the invocation's figures are aggregated, once it has entered a tenant.
+    pub observer: Option<Arc<Observer>>,
+    /// The tenant's rate-limit standing after this request, for the `RateLimit-*` headers.
+    pub rate: Option<RateState>,
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("db_time", &self.db_time)
+            .field("db_queries", &self.db_queries)
+            .field("slow_queries", &self.slow_queries)
+            .field("tenant_id", &self.tenant_id)
+            .field("request_id", &self.request_id)
+            .field("slow", &self.slow)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A statement over `SLOW_QUERY_MS`.
+#[derive(Debug, Clone)]
+pub struct SlowQuery {
+    pub at: SystemTime,
+    pub duration: Duration,
+    /// The SQL with string and number literals replaced by `?`.
+    pub statement: String,
 }
 
 tokio::task_local! {
@@ -27,16 +88,20 @@ tokio::task_local! {
 
 /// Runs `fut` with a fresh [`Invocation`] and returns what it recorded.
 pub async fn measure<F: Future>(fut: F) -> (F::Output, Invocation) {
+    measure_as(Invocation::default(), fut).await
+}
+
+async fn measure_as<F: Future>(start: Invocation, fut: F) -> (F::Output, Invocation) {
     CURRENT
-        .scope(RefCell::new(Invocation::default()), async {
+        .scope(RefCell::new(start), async {
             let out = fut.await;
             (out, CURRENT.with(|c| c.borrow().clone()))
         })
         .await
 }
 
-fn with_current(f: impl FnOnce(&mut Invocation)) {
-    let _ = CURRENT.try_with(|c| f(&mut c.borrow_mut()));
+fn with_current<T>(f: impl FnOnce(&mut Invocation) -> T) -> Option<T> {
+    CURRENT.try_with(|c| f(&mut c.borrow_mut())).ok()
 }
 
 /// Notes the tenant the invocation works for (a property of its metric record).
@@ -44,7 +109,195 @@ pub fn note_tenant(tenant: uuid::Uuid) {
     with_current(|inv| inv.tenant_id = Some(tenant));
 }
 
-/// Counts statements and their time from sqlx's `sqlx::query` events.
+/// Notes the tenant and where its figures are aggregated (done by `Database::begin_tenant`).
+pub fn enter_tenant(tenant: uuid::Uuid, observer: &Arc<Observer>) {
+    with_current(|inv| {
+        inv.tenant_id = Some(tenant);
+        inv.observer = Some(Arc::clone(observer));
+    });
+}
+
+/// The current invocation's request id (empty outside one).
+pub fn request_id() -> String {
+    with_current(|inv| inv.request_id.clone()).unwrap_or_default()
+}
+
+/// Records the tenant's rate-limit standing, which `App::serve` turns into headers.
+pub fn note_rate(rate: RateState) {
+    with_current(|inv| inv.rate = Some(rate));
+}
+
+/// The rate-limit standing recorded so far in this invocation.
+pub fn rate() -> Option<RateState> {
+    with_current(|inv| inv.rate).flatten()
+}
+
+/// How an invocation ended, for the Errors metrics and the rollups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Ok,
+    /// The caller's fault (HTTP 4xx).
+    ClientError,
+    /// Ours (HTTP 5xx, or a non-HTTP invocation that failed).
+    ServerError,
+}
+
+/// What [`instrument`] needs to know about an invocation's output.
+pub trait Outcome {
+    fn class(&self) -> Class;
+    /// The HTTP status, for HTTP invocations.
+    fn status(&self) -> Option<u16> {
+        None
+    }
+}
+
+impl<B> Outcome for http::Response<B> {
+    fn class(&self) -> Class {
+        class_of(self.status().as_u16())
+    }
+    fn status(&self) -> Option<u16> {
+        Some(self.status().as_u16())
+    }
+}
+
+impl<T, E> Outcome for Result<T, E> {
+    fn class(&self) -> Class {
+        match self {
+            Ok(_) => Class::Ok,
+            Err(_) => Class::ServerError,
+        }
+    }
+}
+
+impl Outcome for () {
+    fn class(&self) -> Class {
+        Class::Ok
+    }
+}
+
+pub fn class_of(status: u16) -> Class {
+    match status / 100 {
+        4 => Class::ClientError,
+        5 => Class::ServerError,
+        _ => Class::Ok,
+    }
+}
+
+/// Runs one invocation of `function` for `route` (e.g. `GET /api/contacts`, `$connect`,
+/// `drain`): logging span, measurements, one EMF line, rollups. `request_id` is API
+/// Gateway's or the Lambda context's; empty means a fresh one is made up.
+pub async fn instrument<F>(function: &str, route: &str, request_id: &str, fut: F) -> F::Output
+where
+    F: Future,
+    F::Output: Outcome,
+{
+    instrument_with(None, function, route, request_id, fut).await
+}
+
+/// [`instrument`] with the function's observer known up front (`App::serve`), so that its
+/// settings apply even to invocations that never enter a tenant.
+pub async fn instrument_with<F>(
+    observer: Option<&Arc<Observer>>,
+    function: &str,
+    route: &str,
+    request_id: &str,
+    fut: F,
+) -> F::Output
+where
+    F: Future,
+    F::Output: Outcome,
+{
+    let started = Instant::now();
+    let wall = SystemTime::now();
+    let cold_start = cold_start();
+    let request_id = if request_id.is_empty() {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else {
+        request_id.to_owned()
+    };
+    let span = tracing::info_span!(
+        "invocation",
+        request_id = %request_id,
+        function,
+        route,
+        tenant_id = tracing::field::Empty,
+    );
+    let start = Invocation {
+        request_id,
+        observer: observer.cloned(),
+        ..Invocation::default()
+    };
+    let (output, invocation) = measure_as(start, fut.instrument(span.clone())).await;
+
+    let latency = started.elapsed();
+    let class = output.class();
+    let status = output.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            db_queries = invocation.db_queries,
+            "invocation finished"
+        )
+    });
+    let observer = invocation.observer.as_ref();
+    if observer.is_none_or(|o| o.enabled()) {
+        Record {
+            function,
+            route,
+            request_id: &invocation.request_id,
+            status,
+            class,
+            latency,
+            cold_start,
+            max_rss_kb: max_rss_kb(),
+            invocation: &invocation,
+        }
+        .emit();
+    }
+    if let (Some(observer), Some(tenant)) = (observer, invocation.tenant_id) {
+        observer.record(rollup_sample(
+            tenant,
+            wall,
+            function,
+            route,
+            class,
+            latency,
+            &invocation,
+        ));
+    }
+    output
+}
+
+fn rollup_sample(
+    tenant: uuid::Uuid,
+    at: SystemTime,
+    function: &str,
+    route: &str,
+    class: Class,
+    latency: Duration,
+    inv: &Invocation,
+) -> crate::rollup::Sample {
+    crate::rollup::Sample {
+        tenant,
+        at,
+        function: function.to_owned(),
+        route: route.to_owned(),
+        class,
+        latency,
+        db_time: inv.db_time,
+        queries: inv.db_queries,
+        slow_queries: inv.slow_queries,
+        slow: inv
+            .slow
+            .iter()
+            .map(|s| (s.clone(), inv.request_id.clone()))
+            .collect(),
+    }
+}
+
+/// Counts statements and their time from sqlx's `sqlx::query` events, and keeps the text
+/// of slow ones.
 pub struct QueryLayer;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryLayer {
@@ -52,14 +305,33 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryLayer {
         if event.metadata().target() != "sqlx::query" {
             return;
         }
-        let mut visit = QueryFields::default();
+        // sqlx reports slow statements from a call site of their own, with a
+        // `slow_threshold` field: only for those is the text worth copying.
+        let slow = event.metadata().fields().field("slow_threshold").is_some();
+        let mut visit = QueryFields {
+            slow,
+            ..QueryFields::default()
+        };
         event.record(&mut visit);
         if let Some(secs) = visit.elapsed_secs {
+            let duration = Duration::from_secs_f64(secs.max(0.0));
             with_current(|inv| {
                 inv.db_queries += 1;
-                inv.db_time += Duration::from_secs_f64(secs.max(0.0));
+                inv.db_time += duration;
                 if visit.slow {
                     inv.slow_queries += 1;
+                    if inv.slow.len() < SLOW_KEPT {
+                        let sql = if visit.statement.trim().is_empty() {
+                            &visit.summary
+                        } else {
+                            &visit.statement
+                        };
+                        inv.slow.push(SlowQuery {
+                            at: SystemTime::now(),
+                            duration,
+                            statement: strip_literals(sql),
+                        });
+                    }
                 }
             });
         }
@@ -70,6 +342,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QueryLayer {
 struct QueryFields {
     elapsed_secs: Option<f64>,
     slow: bool,
+    summary: String,
+    statement: String,
 }
 
 impl Visit for QueryFields {
@@ -78,12 +352,86 @@ impl Visit for QueryFields {
             self.elapsed_secs = Some(value);
         }
     }
-    fn record_debug(&mut self, field: &Field, _value: &dyn std::fmt::Debug) {
-        // sqlx adds `slow_threshold` only to statements over the threshold.
-        if field.name() == "slow_threshold" {
-            self.slow = true;
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // sqlx sends `summary` (the first words) and, when that is not all of it, the whole
+        // statement as `db.statement`.
+        if !self.slow {
+            return;
+        }
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.statement = value.to_owned(),
+            _ => {}
         }
     }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.slow && field.name() == "summary" && self.summary.is_empty() {
+            self.summary = format!("{value:?}");
+        }
+    }
+}
+
+/// The statement with its literal values replaced by `?`, whitespace collapsed and length
+/// bounded: a slow query is shown without the data it carried.
+pub fn strip_literals(sql: &str) -> String {
+    const MAX: usize = 2000;
+    let mut out = String::with_capacity(sql.len().min(MAX));
+    let mut chars = sql.chars().peekable();
+    let mut prev_word = false; // the previous char continues an identifier
+    let mut space = false;
+    while let Some(c) = chars.next() {
+        if out.len() >= MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            prev_word = false;
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        match c {
+            '\'' => {
+                // A string literal; '' is an escaped quote inside it.
+                while let Some(d) = chars.next() {
+                    if d == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push('?');
+                prev_word = false;
+            }
+            '$' if !prev_word => {
+                // A bind parameter: no value in it, keep as is.
+                out.push('$');
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    out.push(d);
+                    chars.next();
+                }
+            }
+            d if d.is_ascii_digit() && !prev_word => {
+                while chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_digit() || *n == '.' || *n == 'e')
+                {
+                    chars.next();
+                }
+                out.push('?');
+            }
+            other => {
+                out.push(other);
+                prev_word = other.is_alphanumeric() || other == '_' || other == '"';
+            }
+        }
+    }
+    out
 }
 
 static WARM: AtomicBool = AtomicBool::new(false);
@@ -93,14 +441,28 @@ pub fn cold_start() -> bool {
     !WARM.swap(true, Ordering::Relaxed)
 }
 
+/// The process's peak resident set size in kilobytes (Linux reports `ru_maxrss` in KiB).
+pub fn max_rss_kb() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+        u64::try_from(usage.ru_maxrss).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// One invocation's outcome, as written to the EMF record.
 pub struct Record<'a> {
     pub function: &'a str,
     pub route: &'a str,
     pub request_id: &'a str,
-    pub status: u16,
+    /// The HTTP status, for HTTP invocations.
+    pub status: Option<u16>,
+    pub class: Class,
     pub latency: Duration,
     pub cold_start: bool,
+    pub max_rss_kb: u64,
     pub invocation: &'a Invocation,
 }
 
@@ -110,7 +472,6 @@ impl Record<'_> {
     /// Insights without multiplying metric series.
     pub fn to_emf(&self, timestamp_ms: u128) -> serde_json::Value {
         let inv = self.invocation;
-        let class = self.status / 100;
         json!({
             "_aws": {
                 "Timestamp": timestamp_ms as u64,
@@ -123,9 +484,10 @@ impl Record<'_> {
                         {"Name": "DbQueries", "Unit": "Count"},
                         {"Name": "SlowQueries", "Unit": "Count"},
                         {"Name": "ColdStart", "Unit": "Count"},
-                        {"Name": "Status2xx", "Unit": "Count"},
-                        {"Name": "Status4xx", "Unit": "Count"},
-                        {"Name": "Status5xx", "Unit": "Count"}
+                        {"Name": "MaxRss", "Unit": "Kilobytes"},
+                        {"Name": "Errors", "Unit": "Count"},
+                        {"Name": "ClientErrors", "Unit": "Count"},
+                        {"Name": "ServerErrors", "Unit": "Count"}
                     ]
                 }]
             },
@@ -136,9 +498,10 @@ impl Record<'_> {
             "DbQueries": inv.db_queries,
             "SlowQueries": inv.slow_queries,
             "ColdStart": u8::from(self.cold_start),
-            "Status2xx": u8::from(class == 2),
-            "Status4xx": u8::from(class == 4),
-            "Status5xx": u8::from(class == 5),
+            "MaxRss": self.max_rss_kb,
+            "Errors": u8::from(self.class != Class::Ok),
+            "ClientErrors": u8::from(self.class == Class::ClientError),
+            "ServerErrors": u8::from(self.class == Class::ServerError),
             "statusCode": self.status,
             "requestId": self.request_id,
             "tenantId": inv.tenant_id,
@@ -147,10 +510,24 @@ impl Record<'_> {
 
     /// Writes the record as one stdout line, where the Lambda agent picks EMF up.
     pub fn emit(&self) {
-        let now = std::time::SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
         println!("{}", self.to_emf(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_literals;
+
+    #[test]
+    fn literals_are_stripped_and_parameters_kept() {
+        assert_eq!(
+            strip_literals("SELECT a1, 'it''s' FROM t\n  WHERE x = $1 AND y > 42.5 LIMIT 51"),
+            "SELECT a1, ? FROM t WHERE x = $1 AND y > ? LIMIT ?"
+        );
+        assert_eq!(strip_literals("SELECT pg_sleep(0.2)"), "SELECT pg_sleep(?)");
     }
 }

@@ -37,6 +37,9 @@ pub struct TestApp {
     /// The dispatcher's options as the server got them (its fault-injection counter is
     /// shared, so a test can arm it).
     pub dispatcher: herald::realtime::dispatcher::Options,
+    /// False for a second server on another's database ([`TestApp::second_server`]): the
+    /// first one drops the database.
+    pub owns_database: bool,
 }
 
 impl TestApp {
@@ -51,14 +54,7 @@ impl TestApp {
     pub async fn spawn_config(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
         let db_name = format!("herald_test_{}", Uuid::new_v4().simple());
         let owner_url = format!("{}/{}", server_url(), db_name);
-        let jwt = JwtConfig {
-            hs256_secret: Some(SECRET.into()),
-            ..JwtConfig::default()
-        };
-        let mut config = ServerConfig::new(&owner_url, jwt);
-        config.db_max_connections = 8;
-        // Fakes of third parties listen on loopback.
-        config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
+        let mut config = test_config(&owner_url);
         adjust(&mut config);
         let dispatcher = config.dispatcher.clone();
         let running = server::start(config).await.expect("herald-local starts");
@@ -70,6 +66,25 @@ impl TestApp {
             owner,
             http: client(),
             dispatcher,
+            owns_database: true,
+        }
+    }
+
+    /// Another herald-local server, with its own pool and in-memory state, on this one's
+    /// database: two instances of every function, as two Lambda containers would be.
+    pub async fn second_server(&self, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        let mut config = test_config(&self.owner_url);
+        adjust(&mut config);
+        let dispatcher = config.dispatcher.clone();
+        let running = server::start(config).await.expect("herald-local starts");
+        TestApp {
+            base: format!("http://{}", running.addr),
+            db_name: self.db_name.clone(),
+            owner_url: self.owner_url.clone(),
+            owner: self.owner.clone(),
+            http: client(),
+            dispatcher,
+            owns_database: false,
         }
     }
 
@@ -148,6 +163,9 @@ impl TestApp {
 /// runtime is shutting down; `WITH (FORCE)` ends the server's pooled connections.
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !self.owns_database {
+            return;
+        }
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -164,6 +182,19 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The server configuration every test starts from: the tests' HS256 secret, a small pool,
+/// and egress to loopback, where the fakes of third parties listen.
+fn test_config(owner_url: &str) -> ServerConfig {
+    let jwt = JwtConfig {
+        hs256_secret: Some(SECRET.into()),
+        ..JwtConfig::default()
+    };
+    let mut config = ServerConfig::new(owner_url, jwt);
+    config.db_max_connections = 8;
+    config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
+    config
 }
 
 /// An HTTP client (rustls on ring, as Herald's own).

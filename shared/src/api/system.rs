@@ -1,10 +1,12 @@
 //! The system function: health, locales and the OpenAPI description (no tenant, no token),
-//! and the caller's tenant's WebSocket statistics.
+//! the caller's tenant's WebSocket statistics, and the tenant's performance stats (owners and
+//! admins).
 
 use http::StatusCode;
 use serde::Serialize;
 
 use crate::App;
+use crate::auth::Access;
 use crate::http::locale::LocaleInfo;
 use crate::http::{Body, Locale, Problem, Request, Response, response};
 
@@ -16,11 +18,12 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/locales", System),
     Route::new("GET", "/api/openapi.json", System),
     Route::new("GET", "/api/ws/stats", System),
+    Route::new("GET", "/api/performance/stats", System),
 ];
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health, locales, openapi, ws_stats))]
+#[openapi(paths(health, locales, openapi, ws_stats, performance_stats))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
@@ -29,6 +32,7 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         "GET /api/locales" => locales(),
         "GET /api/openapi.json" => openapi(),
         "GET /api/ws/stats" => ws_stats(app, &req).await,
+        "GET /api/performance/stats" => performance_stats(app, &req).await,
         _ => Err(super::no_route(&req)),
     }
 }
@@ -92,6 +96,30 @@ pub fn openapi() -> Result<Response<Body>, Problem> {
 pub async fn ws_stats(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, crate::auth::Access::Read).await?;
     let stats = crate::realtime::stats::stats(tx.conn()).await?;
+    tx.commit().await?;
+    response::ok(&stats)
+}
+
+/// The tenant's requests, error rate, latency percentiles per route, database time, query
+/// counts and latest slow queries over the last `minutes`, across every instance.
+#[utoipa::path(get, path = "/api/performance/stats", tag = "system",
+    params(
+        ("minutes" = Option<u32>, Query, minimum = 1, maximum = 1440, description = "Window in minutes, 1–1440, default 60"),
+    ),
+    responses(
+        (status = 200, description = "The tenant's performance figures", body = crate::perfstats::PerformanceStats),
+        (status = 403, description = "Not an owner or admin of the tenant", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`minutes` out of range", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's requests-per-minute limit is spent", body = crate::http::problem::ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn performance_stats(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let window = crate::perfstats::Window::parse(crate::http::request::query(req, "minutes"))
+        .map_err(|e| Problem::field("/minutes", e))?;
+    let mut tx = app.begin(req, Access::Admin).await?;
+    // This instance's own figures first, in the same transaction, so a caller reads its own
+    // requests; other instances' arrive with their next flush.
+    app.db().observer().flush_into(&mut tx).await?;
+    let stats = crate::perfstats::read(&mut tx, window).await?;
     tx.commit().await?;
     response::ok(&stats)
 }

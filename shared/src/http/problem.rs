@@ -23,6 +23,7 @@ pub enum Kind {
     UnsupportedMediaType,
     Internal,
     Unavailable,
+    TooManyRequests,
 }
 
 impl Kind {
@@ -38,6 +39,7 @@ impl Kind {
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -55,6 +57,7 @@ impl Kind {
             Kind::UnsupportedMediaType => "unsupported-media-type",
             Kind::Internal => "internal-error",
             Kind::Unavailable => "service-unavailable",
+            Kind::TooManyRequests => "too-many-requests",
         }
     }
 
@@ -88,6 +91,8 @@ impl Kind {
             (Kind::Internal, Locale::Es) => "Error interno",
             (Kind::Unavailable, Locale::En) => "Service unavailable",
             (Kind::Unavailable, Locale::Es) => "Servicio no disponible",
+            (Kind::TooManyRequests, Locale::En) => "Too many requests",
+            (Kind::TooManyRequests, Locale::Es) => "Demasiadas solicitudes",
         }
     }
 }
@@ -204,6 +209,19 @@ impl Problem {
         Problem {
             retry_after_secs: Some(1),
             ..Problem::new(Kind::Unavailable, detail)
+        }
+    }
+
+    /// The tenant's requests-per-minute limit is spent until the window ends.
+    pub fn too_many_requests(limit: u32, retry_after_secs: u32) -> Problem {
+        Problem {
+            retry_after_secs: Some(retry_after_secs),
+            ..Problem::new(
+                Kind::TooManyRequests,
+                format!(
+                    "this tenant may make {limit} requests per minute; retry after {retry_after_secs} s"
+                ),
+            )
         }
     }
 

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -95,20 +95,10 @@ impl Dispatcher {
 
     /// Drains every tenant's pending events; one EMF record for the run.
     pub async fn run(&self) -> Result<Drained, DispatchError> {
-        let started = Instant::now();
-        let cold_start = metrics::cold_start();
-        let (result, invocation) = metrics::measure(self.drain_all()).await;
-        let request_id = Uuid::new_v4().to_string();
-        metrics::Record {
-            function: "dispatcher",
-            route: "drain",
-            request_id: &request_id,
-            status: if result.is_ok() { 200 } else { 500 },
-            latency: started.elapsed(),
-            cold_start,
-            invocation: &invocation,
-        }
-        .emit();
+        // Boxed: nested in the metrics wrapper, the drain future's type is deep enough to
+        // overflow rustc's layout query depth in the dispatcher binary.
+        let result =
+            metrics::instrument("dispatcher", "drain", "", Box::pin(self.drain_all())).await;
         match &result {
             Ok(d) if d.events > 0 => tracing::info!(
                 events = d.events,

@@ -5,7 +5,6 @@
 //! response body goes back to the client as a frame (the route response of template.yaml).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
@@ -63,6 +62,15 @@ struct Reply {
     body: Option<Value>,
 }
 
+impl metrics::Outcome for Reply {
+    fn class(&self) -> metrics::Class {
+        metrics::class_of(self.status)
+    }
+    fn status(&self) -> Option<u16> {
+        Some(self.status)
+    }
+}
+
 impl Reply {
     fn ok() -> Reply {
         Reply {
@@ -106,52 +114,28 @@ impl Socket {
 
     /// Handles one event. Never fails: errors become a status (500 after logging).
     pub async fn serve(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
-        let started = Instant::now();
-        let cold_start = metrics::cold_start();
         let ctx = &event.request_context;
         let request_id = ctx.request_id.clone().unwrap_or_default();
         let connection_id = ctx.connection_id.clone().unwrap_or_default();
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            function = self.route.function(),
-            route = self.route.key(),
-            connection_id = %connection_id,
-            tenant_id = tracing::field::Empty,
-        );
-        let (reply, invocation) = metrics::measure(
-            async {
-                let reply = match self.route {
-                    Route::Connect => self.connect(&event, &connection_id).await,
-                    Route::Disconnect => self.disconnect(&connection_id).await,
-                    Route::Default => self.default(&event, &connection_id).await,
-                };
-                reply.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "websocket function failed");
-                    Reply::status(500)
-                })
-            }
-            .instrument(span.clone()),
+        let handled = async {
+            let reply = match self.route {
+                Route::Connect => self.connect(&event, &connection_id).await,
+                Route::Disconnect => self.disconnect(&connection_id).await,
+                Route::Default => self.default(&event, &connection_id).await,
+            };
+            reply.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "websocket function failed");
+                Reply::status(500)
+            })
+        }
+        .instrument(tracing::info_span!("websocket", connection_id = %connection_id));
+        let reply = metrics::instrument(
+            self.route.function(),
+            self.route.key(),
+            &request_id,
+            handled,
         )
         .await;
-        let latency = started.elapsed();
-        span.in_scope(|| {
-            tracing::info!(
-                status = reply.status,
-                latency_ms = latency.as_secs_f64() * 1000.0,
-                "websocket event handled"
-            )
-        });
-        metrics::Record {
-            function: self.route.function(),
-            route: self.route.key(),
-            request_id: &request_id,
-            status: reply.status,
-            latency,
-            cold_start,
-            invocation: &invocation,
-        }
-        .emit();
 
         let mut response = ApiGatewayProxyResponse::default();
         response.status_code = i64::from(reply.status);

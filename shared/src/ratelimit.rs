@@ -1,0 +1,184 @@
+//! Per-tenant rate limits: requests per calendar minute, counted locally, shared through
+//! PostgreSQL.
+//!
+//! Each process decides from its own counters, so admitting a request costs a map lookup
+//! under a mutex and no I/O: within one process the limit is exact. About once a second per
+//! tenant, a background sync adds the process's new requests to the tenant's row in
+//! `rate_minutes` and reads back the total of every instance, so across instances the limit
+//! holds to within what each instance admits between two syncs. The limit is the tenant's
+//! `rate_limit_per_minute` (read by `app.enter_tenant` in the request's first round trip) or
+//! the configured default.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// How often each process shares its counts, at most, per tenant.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A tenant's standing in the current window, as the `RateLimit-*` headers tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateState {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window (the calendar minute) ends.
+    pub reset_secs: u32,
+}
+
+/// Whether a request may go ahead, and the standing after it.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    pub allowed: bool,
+    pub state: RateState,
+}
+
+struct Window {
+    minute: u64,
+    /// Every instance's requests this minute, as of the last sync (ours included).
+    shared: u64,
+    /// Our requests not yet shared.
+    pending: u64,
+    last_sync: Option<Instant>,
+    syncing: bool,
+}
+
+/// A tenant's counts to share.
+pub struct SyncJob {
+    pub tenant: Uuid,
+    minute: u64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Limiter {
+    windows: Mutex<HashMap<Uuid, Window>>,
+}
+
+impl Limiter {
+    /// Counts one request of `tenant` against `limit` (refused requests do not count), and
+    /// says whether it is time to share the counts.
+    pub fn admit(&self, tenant: Uuid, limit: u32) -> (Admission, Option<SyncJob>) {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let minute = since / 60;
+        let reset_secs = (60 - since % 60) as u32;
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, w| w.minute == minute);
+        }
+        let window = windows.entry(tenant).or_insert(Window {
+            minute,
+            shared: 0,
+            pending: 0,
+            last_sync: None,
+            syncing: false,
+        });
+        if window.minute != minute {
+            *window = Window {
+                minute,
+                shared: 0,
+                pending: 0,
+                last_sync: None,
+                syncing: window.syncing,
+            };
+        }
+        let used = window.shared + window.pending;
+        let allowed = used < u64::from(limit);
+        if allowed {
+            window.pending += 1;
+        }
+        let remaining = u64::from(limit).saturating_sub(used + u64::from(allowed));
+        let state = RateState {
+            limit,
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset_secs,
+        };
+        let due = !window.syncing && window.last_sync.is_none_or(|t| t.elapsed() >= SYNC_EVERY);
+        let job = (due && window.pending > 0).then(|| {
+            window.syncing = true;
+            window.last_sync = Some(Instant::now());
+            SyncJob {
+                tenant,
+                minute,
+                count: window.pending,
+            }
+        });
+        (Admission { allowed, state }, job)
+    }
+
+    /// Shares `job`'s counts and takes in every instance's total.
+    pub async fn sync(&self, pool: &PgPool, job: SyncJob) {
+        let total = share(pool, &job).await;
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(window) = windows.get_mut(&job.tenant) else {
+            return;
+        };
+        window.syncing = false;
+        match total {
+            Ok(total) if window.minute == job.minute => {
+                window.pending = window.pending.saturating_sub(job.count);
+                window.shared = u64::try_from(total).unwrap_or(0);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(tenant = %job.tenant, %error, "rate-limit counts not shared")
+            }
+        }
+    }
+}
+
+async fn share(pool: &PgPool, job: &SyncJob) -> Result<i64, sqlx::Error> {
+    let minute = time::OffsetDateTime::from_unix_timestamp((job.minute * 60) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
+        .bind(job.tenant)
+        .execute(&mut *tx)
+        .await?;
+    // Past minutes are of no more use: dropped in the same statement.
+    let total = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM rate_minutes WHERE tenant_id = $1 AND minute < $2)
+         INSERT INTO rate_minutes (tenant_id, minute, requests) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, minute)
+         DO UPDATE SET requests = rate_minutes.requests + excluded.requests
+         RETURNING requests",
+    )
+    .bind(job.tenant)
+    .bind(minute)
+    .bind(i64::try_from(job.count).unwrap_or(i64::MAX))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_within_one_process() {
+        let limiter = Limiter::default();
+        let tenant = Uuid::now_v7();
+        let other = Uuid::now_v7();
+        let allowed = (0..5)
+            .filter(|_| limiter.admit(tenant, 3).0.allowed)
+            .count();
+        // Unless the minute turned meanwhile, exactly the limit got through.
+        assert!((3..=5).contains(&allowed));
+        let (refused, _) = limiter.admit(tenant, 3);
+        if allowed == 3 {
+            assert!(!refused.allowed);
+            assert_eq!(refused.state.remaining, 0);
+        }
+        let (fine, _) = limiter.admit(other, 3);
+        assert!(fine.allowed);
+        assert_eq!(fine.state.remaining, 2);
+        assert!((1..=60).contains(&fine.state.reset_secs));
+    }
+}
