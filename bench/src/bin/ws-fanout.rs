@@ -184,12 +184,17 @@ async fn bench(args: &Args, owner_url: &str) -> anyhow::Result<String> {
     let elapsed = last.saturating_duration_since(started).as_secs_f64();
 
     Ok(format!(
-        "ws-fanout (herald-local in-process, release build)\n\
+        "ws-fanout (herald-local in-process, {profile} build)\n\
          latency: {clients} clients of one tenant, {events} events written one at a time (POST /api/contacts)\n\
          \x20 commit (POST response) -> last client: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms\n\
          throughput: {tc} clients, {total} events in imports of {per_import}\n\
          \x20 writes done after {w:.2} s; every client had every event after {elapsed:.2} s\n\
          \x20 {eps:.0} events/s delivered to all {tc} clients ({pps:.0} frames/s)\n",
+        profile = if cfg!(debug_assertions) {
+            "dev (unoptimised)"
+        } else {
+            "release"
+        },
         clients = args.clients,
         events = args.events,
         p50 = ms(pct(0.50)),
