@@ -5,7 +5,7 @@
 //! observability as deployed (an EMF line per request, the rollup collector with its
 //! flushes, the rate limiter with its syncs), `off` with all three disabled. Both share
 //! everything else: the process-wide JSON log subscriber and its query-counting layer, the
-//! invocation span. Measured phases alternate off, on, off, on… so that drifting load on
+//! invocation span. Measured phases alternate off, on, on, off… so that drifting load on
 //! the machine hits both ways alike; the summary compares mean latency and throughput.
 //! Progress goes to stderr; server stdout (log and EMF lines) goes to `--server-log`.
 
@@ -37,7 +37,7 @@ struct Args {
     /// Length of each measured phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Phases per way (alternating off, on, off, on, …).
+    /// Phases per way (alternating off, on, on, off, …).
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Contacts loaded for the tenant.
@@ -177,10 +177,16 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     }
     let (mut total_off, mut total_on) = (Phase::default(), Phase::default());
     for round in 1..=args.rounds {
-        for (name, t, total) in [
+        // ABBA order: off/on in odd rounds, on/off in even ones, so that neither way always
+        // runs right after the other.
+        let mut ways = [
             ("off", &t_off, &mut total_off),
             ("on", &t_on, &mut total_on),
-        ] {
+        ];
+        if round % 2 == 0 {
+            ways.reverse();
+        }
+        for (name, t, total) in ways {
             let p = phase(
                 &client,
                 t,
