@@ -6,6 +6,7 @@
 //! exercises the code path that runs in Lambda, not a shortcut around it.
 
 pub mod database;
+pub mod engine;
 pub mod gateway;
 pub mod server;
 pub mod tenant;

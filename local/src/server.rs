@@ -27,6 +27,17 @@ pub struct ServerConfig {
     /// Which addresses webhook and provider requests may reach; `herald-local serve` reads
     /// `HERALD_EGRESS_ALLOW`, tests name their loopback fakes.
     pub egress: EgressPolicy,
+    /// Tenants without a delivery provider send through `log`.
+    pub default_log_provider: bool,
+    /// Run the sender beside the port (tests that run their own sender turn it off).
+    pub run_sender: bool,
+    /// Run the scheduler beside the port, polling this often; `None`: not at all.
+    pub scheduler_every: Option<Duration>,
+    /// The sender's safety-net poll between notifications.
+    pub sender_poll: Duration,
+    pub tuning: herald::engine::Tuning,
+    /// Twilio's API root (tests point it at a fake on loopback).
+    pub twilio_base_url: herald::providers::Url,
 }
 
 impl ServerConfig {
@@ -39,6 +50,12 @@ impl ServerConfig {
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
             egress: EgressPolicy::public_only(),
+            default_log_provider: true,
+            run_sender: true,
+            scheduler_every: Some(Duration::from_secs(5)),
+            sender_poll: Duration::from_secs(1),
+            tuning: herald::engine::Tuning::default(),
+            twilio_base_url: herald::providers::TWILIO_API.parse().expect("a valid URL"),
         }
     }
 }
@@ -66,13 +83,42 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         "herald-local",
     );
     let verifier = Arc::new(Verifier::new(&config.jwt));
-    let apps = Function::ALL.map(|f| Arc::new(App::new(f, db.clone(), Arc::clone(&verifier))));
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    // Twilio signs its callbacks over the URL it calls: this server's.
+    let public_url: herald::providers::Url = format!("http://{addr}/").parse()?;
+    let apps = Function::ALL.map(|f| {
+        Arc::new(
+            App::new(f, db.clone(), Arc::clone(&verifier))
+                .with_default_log_provider(config.default_log_provider)
+                .with_public_url(Some(public_url.clone())),
+        )
+    });
+    if config.run_sender {
+        let outbound = herald::providers::Outbound::new(
+            config.egress.clone(),
+            config.twilio_base_url.clone(),
+            Some(public_url.clone()),
+        );
+        let sender = herald::engine::sender::Sender::new(
+            db.clone(),
+            outbound,
+            config.tuning.clone(),
+            config.default_log_provider,
+        );
+        tokio::spawn(crate::engine::run_sender(
+            db.clone(),
+            Arc::new(sender),
+            config.sender_poll,
+        ));
+    }
+    if let Some(every) = config.scheduler_every {
+        tokio::spawn(crate::engine::run_scheduler(db.clone(), every));
+    }
 
     let router = axum::Router::new()
         .fallback(gateway::handle)
         .with_state(Arc::new(Gateway::new(apps)));
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         axum::serve(
             listener,

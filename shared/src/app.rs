@@ -20,6 +20,11 @@ pub struct App {
     function: Function,
     db: Database,
     verifier: Arc<Verifier>,
+    /// Whether tenants without a delivery provider use `log` (herald-local) or cannot start
+    /// campaigns (AWS).
+    default_log_provider: bool,
+    /// Herald's public base URL (`HERALD_PUBLIC_URL`): what Twilio signs its callbacks over.
+    public_url: Option<url::Url>,
 }
 
 impl App {
@@ -28,7 +33,28 @@ impl App {
             function,
             db,
             verifier,
+            default_log_provider: false,
+            public_url: None,
         }
+    }
+
+    /// Tenants without a provider send through `log` (herald-local's default).
+    pub fn with_default_log_provider(mut self, on: bool) -> App {
+        self.default_log_provider = on;
+        self
+    }
+
+    pub fn with_public_url(mut self, url: Option<url::Url>) -> App {
+        self.public_url = url;
+        self
+    }
+
+    pub fn default_log_provider(&self) -> bool {
+        self.default_log_provider
+    }
+
+    pub fn public_url(&self) -> Option<&url::Url> {
+        self.public_url.as_ref()
     }
 
     /// What a function's `main` builds before serving: no network I/O, so the cold start
@@ -40,7 +66,8 @@ impl App {
             config.slow_query,
             &format!("herald-{}", function.name()),
         )?;
-        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt))))
+        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
+            .with_public_url(config.public_url.clone()))
     }
 
     pub fn function(&self) -> Function {

@@ -24,6 +24,10 @@ pub struct Config {
     pub slow_query: Duration,
     /// Which addresses webhook and provider requests may reach (`HERALD_EGRESS_ALLOW`).
     pub egress: EgressPolicy,
+    /// Herald's public base URL (`HERALD_PUBLIC_URL`), for provider status callbacks.
+    pub public_url: Option<url::Url>,
+    /// Twilio's API root (`HERALD_TWILIO_BASE_URL`, default `https://api.twilio.com`).
+    pub twilio_base_url: url::Url,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ impl Config {
                 name: "HERALD_EGRESS_ALLOW",
                 reason: e.to_string(),
             })?,
+            public_url: parse_var("HERALD_PUBLIC_URL")?,
+            twilio_base_url: parse_var("HERALD_TWILIO_BASE_URL")?
+                .unwrap_or_else(|| crate::providers::TWILIO_API.parse().expect("a valid URL")),
         })
     }
 }

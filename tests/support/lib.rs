@@ -51,6 +51,9 @@ impl TestApp {
         config.db_max_connections = 8;
         // Fakes of third parties listen on loopback.
         config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
+        // The campaign engine's loops run only in the tests that ask for them.
+        config.run_sender = false;
+        config.scheduler_every = None;
         adjust(&mut config);
         let running = server::start(config).await.expect("herald-local starts");
         let owner = PgPool::connect(&owner_url).await.expect("owner connects");
