@@ -48,7 +48,7 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, Problem> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(
-        "WITH picked AS (
+        "WITH picked AS MATERIALIZED (
             SELECT m.id FROM messages m
             WHERE m.tenant_id = $1 AND m.status IN ('queued', 'sending')
               AND (m.status = 'queued' OR m.leased_until < now())
@@ -228,6 +228,21 @@ pub async fn record(
                 cancelled_errors.push(error.clone());
             }
         }
+    }
+
+    // Lock order: campaigns before their messages, as cancel and pause take them, so a
+    // batch being recorded and a cancel wait for each other instead of deadlocking.
+    let mut campaign_ids: Vec<Uuid> = outcomes.iter().filter_map(|(m, _)| m.campaign_id).collect();
+    campaign_ids.sort();
+    campaign_ids.dedup();
+    if !campaign_ids.is_empty() {
+        sqlx::query(
+            "SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&campaign_ids)
+        .execute(tx.conn())
+        .await?;
     }
 
     let mut changed: Vec<Message> = Vec::new();
@@ -503,14 +518,21 @@ async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), Problem> 
 }
 
 /// Cancels a campaign's queued messages (in the cancel's own transaction): nothing more of
-/// it is sent beyond the messages already in flight.
+/// it is sent beyond the messages already in flight. Rows a sender is claiming right now
+/// are skipped, not waited for: they are in flight (and waiting on them while holding the
+/// campaign row could deadlock with that sender).
 pub async fn cancel_queued(tx: &mut TenantTx, campaign: Uuid) -> Result<u64, Problem> {
     let tenant = tx.tenant();
     Ok(sqlx::query(
-        "UPDATE messages SET status = 'cancelled', cancelled_at = now(), leased_until = NULL,
+        "WITH waiting AS MATERIALIZED (
+            SELECT id FROM messages
+            WHERE tenant_id = $1 AND campaign_id = $2
+              AND (status = 'queued' OR (status = 'sending' AND leased_until < now()))
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE messages m SET status = 'cancelled', cancelled_at = now(), leased_until = NULL,
             updated_at = now()
-         WHERE tenant_id = $1 AND campaign_id = $2
-           AND (status = 'queued' OR (status = 'sending' AND leased_until < now()))",
+         FROM waiting WHERE m.tenant_id = $1 AND m.id = waiting.id",
     )
     .bind(tenant)
     .bind(campaign)
