@@ -17,6 +17,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub at: Instant,
+    pub path: String,
     pub headers: HeaderMap,
     /// The JSON body (http provider) or the form as an object (Twilio).
     pub body: Value,
@@ -57,7 +58,7 @@ impl Recorder {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let behaviour: Arc<Mutex<Behaviour>> = Arc::default();
         let (h, b) = (Arc::clone(&hits), Arc::clone(&behaviour));
-        let router = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let router = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
             let (hits, behaviour) = (Arc::clone(&h), Arc::clone(&b));
             async move {
                 let json = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
@@ -72,6 +73,7 @@ impl Recorder {
                 let to = json["to"].as_str().or(json["To"].as_str()).unwrap_or("").to_owned();
                 hits.lock().unwrap().push(Hit {
                     at: Instant::now(),
+                    path: uri.path().to_owned(),
                     headers,
                     body: json,
                 });
