@@ -16,13 +16,11 @@ const PASS: Duration = Duration::from_secs(30);
 
 /// Runs the sender until the task is dropped.
 pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
-    let mut listener = loop {
-        match listen(&db).await {
-            Ok(l) => break Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "sender cannot LISTEN; polling only");
-                break None;
-            }
+    let mut listener = match listen(&db).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "sender cannot LISTEN; polling only");
+            None
         }
     };
     loop {
