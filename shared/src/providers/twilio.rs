@@ -171,7 +171,7 @@ mod tests {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let token = "12345";
         let sig = signature(token, url, &params);
-        assert_eq!(sig, "GvWf1cFY/Q7PnoempGyD5oXAezc=");
+        assert_eq!(sig, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
         assert!(verify(token, url, &params, &sig));
         assert!(!verify("54321", url, &params, &sig));
         assert!(!verify(token, url, &params[1..], &sig));
