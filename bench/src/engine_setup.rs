@@ -23,7 +23,7 @@ pub struct Setup {
 impl Setup {
     pub async fn new(url: &str, contacts: i64) -> anyhow::Result<Setup> {
         if Postgres::database_exists(url).await? {
-            Postgres::drop_database(url).await?;
+            Postgres::force_drop_database(url).await?;
         }
         herald_local::database::migrate(url).await?;
         let owner = PgPool::connect(url).await?;
@@ -112,7 +112,8 @@ impl Setup {
 
     pub async fn drop(self) -> anyhow::Result<()> {
         self.owner.close().await;
-        Postgres::drop_database(&self.owner_url).await?;
+        // The app pool of the run may still hold connections.
+        Postgres::force_drop_database(&self.owner_url).await?;
         Ok(())
     }
 }
