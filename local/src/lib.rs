@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod database;
 pub mod dispatch;
+pub mod engine;
 pub mod gateway;
 pub mod server;
 pub mod tenant;

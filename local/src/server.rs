@@ -36,6 +36,17 @@ pub struct ServerConfig {
     pub dispatcher: dispatcher::Options,
     /// Rollup flush interval, default rate limit, metrics on or off.
     pub observer: ObserverConfig,
+    /// Tenants without a delivery provider send through `log`.
+    pub default_log_provider: bool,
+    /// Run the sender beside the port (tests that run their own sender turn it off).
+    pub run_sender: bool,
+    /// Run the scheduler beside the port, polling this often; `None`: not at all.
+    pub scheduler_every: Option<Duration>,
+    /// The sender's safety-net poll between notifications.
+    pub sender_poll: Duration,
+    pub tuning: herald::engine::Tuning,
+    /// Twilio's API root (tests point it at a fake on loopback).
+    pub twilio_base_url: herald::providers::Url,
 }
 
 impl ServerConfig {
@@ -50,6 +61,12 @@ impl ServerConfig {
             egress: EgressPolicy::public_only(),
             dispatcher: dispatcher::Options::default(),
             observer: ObserverConfig::default(),
+            default_log_provider: true,
+            run_sender: true,
+            scheduler_every: Some(Duration::from_secs(5)),
+            sender_poll: Duration::from_secs(1),
+            tuning: herald::engine::Tuning::default(),
+            twilio_base_url: herald::providers::TWILIO_API.parse().expect("a valid URL"),
         }
     }
 }
@@ -82,7 +99,38 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     // Idle servers flush their rollups too, not only after requests.
     db.observer().spawn_ticker();
     let verifier = Arc::new(Verifier::new(&config.jwt));
-    let apps = Function::ALL.map(|f| Arc::new(App::new(f, db.clone(), Arc::clone(&verifier))));
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    // Twilio signs its callbacks over the URL it calls: this server's.
+    let public_url: herald::providers::Url = format!("http://{}/", local_endpoint(addr)).parse()?;
+    let apps = Function::ALL.map(|f| {
+        Arc::new(
+            App::new(f, db.clone(), Arc::clone(&verifier))
+                .with_default_log_provider(config.default_log_provider)
+                .with_public_url(Some(public_url.clone())),
+        )
+    });
+    if config.run_sender {
+        let outbound = herald::providers::Outbound::new(
+            config.egress.clone(),
+            config.twilio_base_url.clone(),
+            Some(public_url.clone()),
+        );
+        let sender = herald::engine::sender::Sender::new(
+            db.clone(),
+            outbound,
+            config.tuning.clone(),
+            config.default_log_provider,
+        );
+        tokio::spawn(crate::engine::run_sender(
+            db.clone(),
+            Arc::new(sender),
+            config.sender_poll,
+        ));
+    }
+    if let Some(every) = config.scheduler_every {
+        tokio::spawn(crate::engine::run_scheduler(db.clone(), every));
+    }
 
     let router = axum::Router::new()
         .fallback(gateway::handle)
@@ -92,8 +140,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             Socket::new(Route::Disconnect, db.clone(), Arc::clone(&verifier)),
             Socket::new(Route::Default, db.clone(), Arc::clone(&verifier)),
         ))));
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    let addr = listener.local_addr()?;
     // The dispatcher posts to this very server's `@connections` API (HERALD_WS_ENDPOINT in
     // AWS), with dummy credentials: the local gateway checks no signature.
     let endpoint = format!("http://{}", local_endpoint(addr));

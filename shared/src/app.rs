@@ -18,6 +18,11 @@ pub struct App {
     function: Function,
     db: Database,
     verifier: Arc<Verifier>,
+    /// Whether tenants without a delivery provider use `log` (herald-local) or cannot start
+    /// campaigns (AWS).
+    default_log_provider: bool,
+    /// Herald's public base URL (`HERALD_PUBLIC_URL`): what Twilio signs its callbacks over.
+    public_url: Option<url::Url>,
 }
 
 impl App {
@@ -26,7 +31,28 @@ impl App {
             function,
             db,
             verifier,
+            default_log_provider: false,
+            public_url: None,
         }
+    }
+
+    /// Tenants without a provider send through `log` (herald-local's default).
+    pub fn with_default_log_provider(mut self, on: bool) -> App {
+        self.default_log_provider = on;
+        self
+    }
+
+    pub fn with_public_url(mut self, url: Option<url::Url>) -> App {
+        self.public_url = url;
+        self
+    }
+
+    pub fn default_log_provider(&self) -> bool {
+        self.default_log_provider
+    }
+
+    pub fn public_url(&self) -> Option<&url::Url> {
+        self.public_url.as_ref()
     }
 
     /// What a function's `main` builds before serving: no network I/O, so the cold start
@@ -39,7 +65,8 @@ impl App {
             &format!("herald-{}", function.name()),
         )?
         .with_observer(config.observer.clone());
-        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt))))
+        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
+            .with_public_url(config.public_url.clone()))
     }
 
     pub fn function(&self) -> Function {
@@ -150,7 +177,8 @@ fn unauthenticated(err: AuthError) -> Problem {
 ///
 /// A successful write may have committed events: the dispatcher is then kicked (when
 /// `HERALD_DISPATCHER_FUNCTION` names it) before the response is returned, because Lambda
-/// freezes the container right after.
+/// freezes the container right after. Routes that queue messages kick the sender the same
+/// way (`HERALD_SENDER_FUNCTION`).
 /// Rollups still in memory are written when Lambda shuts the container down (SIGTERM,
 /// delivered because the graceful-shutdown helper registers a no-op extension).
 pub async fn run(app: App) -> Result<(), lambda_http::Error> {
@@ -160,17 +188,26 @@ pub async fn run(app: App) -> Result<(), lambda_http::Error> {
     })
     .await;
     let app = Arc::new(app);
-    let kick = crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR)
+    let dispatcher = crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR)
+        .await
+        .map(Arc::new);
+    let sender = crate::kick::Kick::from_env(crate::engine::SENDER_FUNCTION_VAR)
         .await
         .map(Arc::new);
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
         let app = Arc::clone(&app);
-        let kick = kick.clone();
+        let (dispatcher, sender) = (dispatcher.clone(), sender.clone());
         async move {
             let writes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+            let queues = crate::engine::SENDER_ROUTES.contains(&request::route_key(&req));
             let response = app.serve(req).await;
-            if let Some(kick) = kick.filter(|_| writes && response.status().is_success()) {
-                kick.kick().await;
+            if response.status().is_success() {
+                if let Some(kick) = dispatcher.filter(|_| writes) {
+                    kick.kick().await;
+                }
+                if let Some(kick) = sender.filter(|_| queues) {
+                    kick.kick().await;
+                }
             }
             Ok::<_, std::convert::Infallible>(response)
         }

@@ -27,6 +27,10 @@ pub struct Config {
     /// Rollup flushes and rate limits (`HERALD_STATS_FLUSH_SECS`,
     /// `HERALD_RATE_LIMIT_PER_MINUTE`).
     pub observer: crate::observer::ObserverConfig,
+    /// Herald's public base URL (`HERALD_PUBLIC_URL`), for provider status callbacks.
+    pub public_url: Option<url::Url>,
+    /// Twilio's API root (`HERALD_TWILIO_BASE_URL`, default `https://api.twilio.com`).
+    pub twilio_base_url: url::Url,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,9 @@ impl Config {
                 reason: e.to_string(),
             })?,
             observer: observer_from_env()?,
+            public_url: parse_var("HERALD_PUBLIC_URL")?,
+            twilio_base_url: parse_var("HERALD_TWILIO_BASE_URL")?
+                .unwrap_or_else(|| crate::providers::TWILIO_API.parse().expect("a valid URL")),
         })
     }
 }

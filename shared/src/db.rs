@@ -127,6 +127,20 @@ impl Database {
         &self.pool
     }
 
+    /// The pool, for work that starts outside any tenant: the scheduler's and the sender's
+    /// definer calls, which return ids only (DESIGN.md rule 7), and LISTEN.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction in `tenant` for Herald's own background work (scheduler, sender,
+    /// provider callbacks), which acts for no member. The tenant must come from a definer
+    /// function's answer or a verified callback, never from a caller's say-so alone.
+    pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+        let tx = self.pool.begin().await?;
+        TenantTx::service(tx, tenant).await
+    }
+
     /// Whether the database answers (for `/health`). Touches no tenant table.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
@@ -188,6 +202,29 @@ impl TenantTx {
 
     pub fn rate_limit(&self) -> Option<u32> {
         self.rate_limit
+    }
+
+    /// Enters `tenant` in an open transaction for Herald's own background work (see
+    /// [`Database::begin_service`]); e.g. after a definer function locked the row to work on.
+    pub async fn service(
+        mut tx: Transaction<'static, Postgres>,
+        tenant: Uuid,
+    ) -> Result<TenantTx, sqlx::Error> {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        crate::metrics::note_tenant(tenant);
+        Ok(TenantTx {
+            tx,
+            tenant,
+            role: Role::Admin,
+            rate_limit: None,
+        })
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
     }
 
     /// The connection, for running queries inside the transaction.

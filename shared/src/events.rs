@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::TenantTx;
 
-/// Event types: the seed's, plus `message_created` and `message_status_changed`.
+/// Event types: the seed's, plus `message_created`, `message_status_changed` and `campaign_progress`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
     ContactCreated,
@@ -28,10 +28,11 @@ pub enum EventType {
     WebhookUpdated,
     WebhookDeleted,
     WebhookTriggered,
+    CampaignProgress,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::ContactCreated,
         EventType::ContactUpdated,
         EventType::ContactDeleted,
@@ -51,6 +52,7 @@ impl EventType {
         EventType::WebhookUpdated,
         EventType::WebhookDeleted,
         EventType::WebhookTriggered,
+        EventType::CampaignProgress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl EventType {
             EventType::WebhookUpdated => "webhook_updated",
             EventType::WebhookDeleted => "webhook_deleted",
             EventType::WebhookTriggered => "webhook_triggered",
+            EventType::CampaignProgress => "campaign_progress",
         }
     }
 

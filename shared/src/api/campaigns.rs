@@ -214,12 +214,38 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, description = "Now running or scheduled", body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "Not possible from the current status, which the detail names, or the tenant has no delivery provider", body = ProblemDocument, content_type = "application/problem+json"),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn start(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let now = OffsetDateTime::now_utc();
     act(app, req, "start", |c| store::start_action(c, now)).await
+}
+
+/// What the campaign engine adds to a transition, in its transaction: a campaign cannot
+/// start without a delivery provider; a cancel cancels the queued messages at once; a
+/// start or resume wakes the sender.
+async fn engine_side(
+    app: &App,
+    tx: &mut crate::db::TenantTx,
+    campaign: &Campaign,
+    to: Status,
+) -> Result<(), Problem> {
+    match to {
+        Status::Running | Status::Scheduled => {
+            if !app.default_log_provider() && crate::providers::store::get(tx).await?.is_none() {
+                return Err(super::provider::missing_provider());
+            }
+            if to == Status::Running {
+                crate::engine::wake(tx).await?;
+            }
+        }
+        Status::Cancelled => {
+            crate::engine::queue::cancel_queued(tx, campaign.id).await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Cancel a draft, scheduled, running or paused campaign.
@@ -271,6 +297,7 @@ async fn act(
     let id = request::path_uuid(req, "id")?;
     let mut tx = app.begin(req, Access::Write).await?;
     let Transitioned { campaign, from, to } = store::act(&mut tx, id, verb, choose).await?;
+    engine_side(app, &mut tx, &campaign, to).await?;
     let payload = StatusChanged {
         campaign: &campaign,
         from,

@@ -92,7 +92,7 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
             MessageStatus::parse(s).ok_or_else(|| {
                 Problem::field(
                     "/status",
-                    "must be one of queued, sending, sent, delivered, read, failed",
+                    "must be one of queued, sending, sent, delivered, read, failed, cancelled",
                 )
             })
         })
@@ -163,6 +163,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     };
     let message = store::insert(&mut tx, &row).await?;
     events::emit(&mut tx, EventType::MessageCreated, &message).await?;
+    crate::engine::wake(&mut tx).await?;
     tx.commit().await?;
     response::json(StatusCode::CREATED, &message)
 }

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod contacts;
 pub mod groups;
 pub mod messages;
+pub mod provider;
 pub mod system;
 pub mod templates;
 pub mod tenants;

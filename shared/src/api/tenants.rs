@@ -31,11 +31,23 @@ pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/tenant/members", Tenants),
     Route::new("PUT", "/api/tenant/members/{sub}", Tenants),
     Route::new("DELETE", "/api/tenant/members/{sub}", Tenants),
+    Route::new("GET", "/api/provider", Tenants),
+    Route::new("PUT", "/api/provider", Tenants),
+    Route::new("POST", "/api/providers/twilio/status", Tenants),
 ];
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, members, put_member, remove_member))]
+#[openapi(paths(
+    create,
+    list,
+    members,
+    put_member,
+    remove_member,
+    super::provider::get,
+    super::provider::put,
+    super::provider::twilio_status
+))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
@@ -45,6 +57,9 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         "GET /api/tenant/members" => members(app, &req).await,
         "PUT /api/tenant/members/{sub}" => put_member(app, &req).await,
         "DELETE /api/tenant/members/{sub}" => remove_member(app, &req).await,
+        "GET /api/provider" => super::provider::get(app, &req).await,
+        "PUT /api/provider" => super::provider::put(app, &req).await,
+        "POST /api/providers/twilio/status" => super::provider::twilio_status(app, &req).await,
         _ => Err(super::no_route(&req)),
     }
 }

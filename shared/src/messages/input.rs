@@ -102,7 +102,9 @@ impl StatusReport {
         let status = errors.check(
             "/status",
             MessageStatus::parse(&input.status).ok_or_else(|| {
-                Invalid::new("must be one of queued, sending, sent, delivered, read, failed")
+                Invalid::new(
+                    "must be one of queued, sending, sent, delivered, read, failed, cancelled",
+                )
             }),
         );
         match (&input.error, status) {

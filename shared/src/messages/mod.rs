@@ -56,6 +56,8 @@ pub struct Message {
     pub channel: Channel,
     /// The phone (sms) or email (email) it went to, as it was when queued.
     pub recipient: String,
+    /// The text sent. A campaign message is rendered for its contact when the sender takes
+    /// it, so a queued one shows an empty body.
     pub body: String,
     #[sqlx(try_from = "String")]
     pub status: MessageStatus,

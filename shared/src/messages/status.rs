@@ -3,6 +3,7 @@
 //! ```text
 //! queued → sending → sent → delivered → read
 //!    └────────┴────────┴──→ failed
+//!    └────────┴──→ cancelled (the campaign was cancelled before it went out)
 //! ```
 //!
 //! Steps may be skipped (a provider may report `delivered` without `sent`), but a report
@@ -23,16 +24,18 @@ pub enum MessageStatus {
     Delivered,
     Read,
     Failed,
+    Cancelled,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 6] = [
+    pub const ALL: [MessageStatus; 7] = [
         MessageStatus::Queued,
         MessageStatus::Sending,
         MessageStatus::Sent,
         MessageStatus::Delivered,
         MessageStatus::Read,
         MessageStatus::Failed,
+        MessageStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl MessageStatus {
             MessageStatus::Delivered => "delivered",
             MessageStatus::Read => "read",
             MessageStatus::Failed => "failed",
+            MessageStatus::Cancelled => "cancelled",
         }
     }
 
@@ -58,7 +62,7 @@ impl MessageStatus {
             MessageStatus::Sent => Some(2),
             MessageStatus::Delivered => Some(3),
             MessageStatus::Read => Some(4),
-            MessageStatus::Failed => None,
+            MessageStatus::Failed | MessageStatus::Cancelled => None,
         }
     }
 
@@ -101,6 +105,10 @@ pub enum Ignored {
     },
     #[error("the message has failed; failed is final")]
     AfterFailure,
+    #[error("the message was cancelled; cancelled is final")]
+    AfterCancel,
+    #[error("the message is already {0}; only a message not yet sent can be cancelled")]
+    TooLateToCancel(MessageStatus),
     #[error("the message is already {0}; only a message not yet delivered can fail")]
     TooLateToFail(MessageStatus),
 }
@@ -109,6 +117,10 @@ pub enum Ignored {
 pub fn advance(from: MessageStatus, to: MessageStatus) -> Result<(), Ignored> {
     use MessageStatus as S;
     match (from, to) {
+        (S::Cancelled, S::Cancelled) => Err(Ignored::Same(S::Cancelled)),
+        (S::Cancelled, _) => Err(Ignored::AfterCancel),
+        (S::Queued | S::Sending, S::Cancelled) => Ok(()),
+        (_, S::Cancelled) => Err(Ignored::TooLateToCancel(from)),
         (S::Failed, S::Failed) => Err(Ignored::Same(S::Failed)),
         (S::Failed, _) => Err(Ignored::AfterFailure),
         (S::Queued | S::Sending | S::Sent, S::Failed) => Ok(()),
@@ -159,10 +171,12 @@ mod tests {
         (S::Queued, S::Delivered),
         (S::Queued, S::Read),
         (S::Queued, S::Failed),
+        (S::Queued, S::Cancelled),
         (S::Sending, S::Sent),
         (S::Sending, S::Delivered),
         (S::Sending, S::Read),
         (S::Sending, S::Failed),
+        (S::Sending, S::Cancelled),
         (S::Sent, S::Delivered),
         (S::Sent, S::Read),
         (S::Sent, S::Failed),

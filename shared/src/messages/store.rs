@@ -20,7 +20,8 @@ use crate::http::Problem;
 /// The columns of [`Message`]; a macro so that statements stay `'static` strings.
 macro_rules! columns {
     () => {
-        "id, tenant_id, campaign_id, contact_id, channel, recipient, body, status, error,
+        "id, tenant_id, campaign_id, contact_id, channel, recipient, coalesce(body, '') AS body,
+         status, error,
          provider_message_id, queued_at, sending_at, sent_at, delivered_at, read_at,
          failed_at, created_at, updated_at"
     };

@@ -1,0 +1,36 @@
+//! The `scheduler` Lambda function, on an EventBridge schedule (every minute): starts every
+//! scheduled campaign whose time has come. The event's content does not matter.
+
+use herald::Config;
+use herald::db::Database;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    herald::telemetry::init();
+    let config = Config::from_env()?;
+    let db = Database::connect_lazy(
+        &config.database_url,
+        config.db_max_connections,
+        config.slow_query,
+        "herald-scheduler",
+    )?;
+    let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR).await;
+    let (db, sender) = (&db, &sender);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let report = herald::engine::invocation::schedule(db, &event.context.request_id)
+            .await
+            .map_err(|p| {
+                lambda_runtime::Error::from(format!("scheduler failed: {:?}", p.detail))
+            })?;
+        // Started campaigns have recipients to materialise: wake the sender now rather than
+        // at its next scheduled run.
+        let started = report["started"].as_array().is_some_and(|s| !s.is_empty());
+        if let Some(kick) = sender.as_ref().filter(|_| started) {
+            kick.kick().await;
+        }
+        Ok::<_, lambda_runtime::Error>(report)
+    }))
+    .await
+}

@@ -1,0 +1,59 @@
+//! The scheduler and the sender, running continuously beside the HTTP port, as EventBridge
+//! and asynchronous invocations run them in AWS. The sender wakes on `NOTIFY herald_sender`
+//! (sent in the transaction that queues work) and polls slowly as a safety net; the
+//! scheduler polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::db::Database;
+use herald::engine::sender::Sender;
+use herald::engine::{WAKE_CHANNEL, scheduler};
+use sqlx::postgres::PgListener;
+
+/// How long one pass of the local sender works before looking for notifications again.
+const PASS: Duration = Duration::from_secs(30);
+
+/// Runs the sender until the task is dropped.
+pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
+    let mut listener = match listen(&db).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "sender cannot LISTEN; polling only");
+            None
+        }
+    };
+    loop {
+        if let Err(problem) = sender.run_once(PASS).await {
+            tracing::error!(detail = ?problem.detail, "sender pass failed");
+        }
+        match listener.as_mut() {
+            Some(l) => {
+                // A notification or the poll, whichever comes first; notifications that
+                // arrived during the pass are drained by the next recv.
+                let _ = tokio::time::timeout(poll, l.recv()).await;
+            }
+            None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+async fn listen(db: &Database) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(db.pool()).await?;
+    listener.listen(WAKE_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Runs the scheduler every `every` until the task is dropped.
+pub async fn run_scheduler(db: Database, every: Duration) {
+    loop {
+        match scheduler::run_once(&db).await {
+            Ok(started) if !started.is_empty() => {
+                tracing::info!(count = started.len(), "scheduler started campaigns")
+            }
+            Ok(_) => {}
+            Err(problem) => tracing::error!(detail = ?problem.detail, "scheduler pass failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

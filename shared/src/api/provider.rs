@@ -1,0 +1,188 @@
+//! The tenant's delivery provider (`GET/PUT /api/provider`, served by the tenants
+//! function) and Twilio's status callbacks (`POST /api/providers/twilio/status`).
+
+use lambda_http::RequestExt;
+use uuid::Uuid;
+
+use crate::App;
+use crate::auth::Access;
+use crate::engine;
+use crate::events::{self, EventType};
+use crate::http::problem::ProblemDocument;
+use crate::http::{Body, Problem, Request, Response, body, request, response};
+use crate::messages::input::StatusReport;
+use crate::messages::store::{self as messages, Outcome};
+use crate::messages::{MessageStatus, StatusChanged};
+use crate::providers::config::ProviderView;
+use crate::providers::input::{NewProvider, PutProvider};
+use crate::providers::{ProviderConfig, ProviderKind, store, twilio};
+
+/// The tenant's delivery provider, credentials masked. Owners and admins only.
+#[utoipa::path(get, path = "/api/provider", tag = "tenants",
+    responses(
+        (status = 200, body = ProviderView),
+        (status = 404, description = "No provider configured (and no default applies)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Admin).await?;
+    let tenant = tx.tenant();
+    let config = store::get(&mut tx).await?;
+    tx.commit().await?;
+    match config {
+        Some(c) => response::ok(&c.view(true, false)),
+        None if app.default_log_provider() => {
+            response::ok(&ProviderConfig::default_log(tenant).view(false, false))
+        }
+        None => Err(Problem::not_found("delivery provider")),
+    }
+}
+
+/// Set the tenant's delivery provider. For `http`, the answer shows the generated signing
+/// secret in full, once. Owners and admins only.
+#[utoipa::path(put, path = "/api/provider", tag = "tenants",
+    request_body = PutProvider,
+    responses(
+        (status = 200, body = ProviderView),
+        (status = 422, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn put(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let mut tx = app.begin(req, Access::Admin).await?;
+    let input: PutProvider = body::json(req)?;
+    let new = NewProvider::parse(input).map_err(Problem::invalid)?;
+    let config = store::put(&mut tx, &new).await?;
+    tx.commit().await?;
+    tracing::info!(kind = config.kind.as_str(), "delivery provider set");
+    response::ok(&config.view(true, true))
+}
+
+/// Twilio's status callback for one message. Not authenticated by a token: the
+/// `X-Twilio-Signature` over this URL and the form parameters must verify under the auth
+/// token of the tenant the URL names; otherwise 403 and nothing changes.
+#[utoipa::path(post, path = "/api/providers/twilio/status", tag = "tenants",
+    params(
+        ("tenantId" = Uuid, Query, description = "Set by Herald in the StatusCallback URL"),
+        ("messageId" = Uuid, Query, description = "Set by Herald in the StatusCallback URL"),
+        ("X-Twilio-Signature" = String, Header),
+    ),
+    responses(
+        (status = 204, description = "Recorded (or ignored: a status that does not move the message forward)"),
+        (status = 403, description = "The signature does not verify", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn twilio_status(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let uuid = |name: &str| {
+        request::query(req, name)
+            .and_then(|v| Uuid::try_parse(v).ok())
+            .ok_or_else(|| Problem::malformed(format!("query parameter `{name}` must be a UUID")))
+    };
+    let tenant = uuid("tenantId")?;
+    let message = uuid("messageId")?;
+    let params: Vec<(String, String)> = form_urlencoded::parse(body::bytes(req, 64 * 1024)?)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let refused = || Problem::forbidden("the X-Twilio-Signature does not verify");
+    let signature = request::header(req, "x-twilio-signature").ok_or_else(refused)?;
+    let url = callback_url(app, req).ok_or_else(|| {
+        tracing::error!("HERALD_PUBLIC_URL is not set: Twilio callbacks cannot be verified");
+        refused()
+    })?;
+
+    // The tenant's auth token, read under that tenant's own context (DESIGN.md rule 7).
+    let mut tx = app.db().begin_service(tenant).await?;
+    let token = match store::get(&mut tx).await? {
+        Some(c) if c.kind == ProviderKind::Twilio => c.secret().map(|s| s.expose().to_owned()),
+        _ => None,
+    };
+    let verified = token.is_some_and(|t| twilio::verify(&t, &url, &params, signature));
+    if !verified {
+        tx.rollback().await?;
+        return Err(refused());
+    }
+
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let error_code = param("ErrorCode").filter(|c| !c.is_empty());
+    let (status, error) = match param("MessageStatus").or(param("SmsStatus")) {
+        Some("sent") => (MessageStatus::Sent, None),
+        Some("delivered") => (MessageStatus::Delivered, None),
+        Some("read") => (MessageStatus::Read, None),
+        Some(s @ ("failed" | "undelivered")) => (
+            MessageStatus::Failed,
+            Some(format!(
+                "twilio: {s} (error {})",
+                error_code.unwrap_or("unknown")
+            )),
+        ),
+        // queued, accepted, sending, scheduled, canceled: nothing to record.
+        _ => {
+            tx.commit().await?;
+            return response::no_content();
+        }
+    };
+    let report = StatusReport {
+        status,
+        error,
+        provider_message_id: param("MessageSid").map(|s| s.chars().take(255).collect()),
+    };
+    if let Some(Outcome::Applied { message, from }) =
+        messages::update_status(&mut tx, message, &report).await?
+    {
+        events::emit(
+            &mut tx,
+            EventType::MessageStatusChanged,
+            &StatusChanged {
+                message: &message,
+                from,
+                to: status,
+            },
+        )
+        .await?;
+        if let Some(campaign) = message.campaign_id {
+            engine::queue::progress(&mut tx, campaign).await?;
+        }
+        if error_code == Some("21610") {
+            opt_out(&mut tx, message.contact_id).await?;
+        }
+    }
+    tx.commit().await?;
+    response::no_content()
+}
+
+async fn opt_out(tx: &mut crate::db::TenantTx, contact: Uuid) -> Result<(), Problem> {
+    let tenant = tx.tenant();
+    sqlx::query(
+        "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, now()), updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(contact)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// The URL Twilio requested, as it signed it: Herald's public base URL, the path and the
+/// query string exactly as received.
+fn callback_url(app: &App, req: &Request) -> Option<String> {
+    let base = app.public_url()?;
+    let origin = base.as_str().trim_end_matches('/');
+    let path = req.raw_http_path();
+    Some(match req.uri().query() {
+        Some(q) if !q.is_empty() => format!("{origin}{path}?{q}"),
+        _ => format!("{origin}{path}"),
+    })
+}
+
+/// The 409 for a start without a provider.
+pub fn missing_provider() -> Problem {
+    Problem::conflict(
+        "this tenant has no delivery provider: configure one with PUT /api/provider \
+         (kind http, twilio or log) before starting a campaign",
+    )
+}

@@ -1,0 +1,129 @@
+//! Materialisation: a running campaign's recipients become its queued messages.
+//!
+//! Set-based and bounded: each step is one transaction that takes the next batch of the
+//! group's members in contact-id order (keyset from `materialized_through`), and inserts a
+//! queued message for each live, not-opted-out contact with an address for the channel,
+//! all in one `INSERT … SELECT`. No row passes through Rust: bodies are rendered by the
+//! sender when it claims them. `ON CONFLICT DO NOTHING` on (campaign, contact) makes a
+//! repeated step harmless; the campaign row is locked for the step, so two materialisers
+//! of one campaign take turns and the second resumes after the first.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::TenantTx;
+use crate::http::Problem;
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// More members may follow.
+    More { queued: i64 },
+    /// Every recipient is queued (or the campaign no longer wants any).
+    Done,
+}
+
+#[derive(sqlx::FromRow)]
+struct State {
+    group_id: Uuid,
+    status: String,
+    channel: Option<String>,
+    materialized_through: Option<Uuid>,
+    materialized_at: Option<OffsetDateTime>,
+}
+
+/// One batch of at most `size` group members for `campaign`, in the caller's transaction.
+pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, Problem> {
+    let tenant = tx.tenant();
+    let Some(state): Option<State> = sqlx::query_as(
+        "SELECT group_id, status, channel, materialized_through, materialized_at
+         FROM campaigns WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_optional(tx.conn())
+    .await?
+    else {
+        return Ok(Step::Done);
+    };
+    if state.materialized_at.is_some() || !matches!(state.status.as_str(), "running" | "paused") {
+        return Ok(Step::Done);
+    }
+    let channel = match state.channel {
+        Some(c) => c,
+        // First step: the template as it is now is the one every message renders.
+        None => {
+            sqlx::query_scalar(
+                "UPDATE campaigns c SET channel = t.channel, subject_source = t.subject,
+                    body_source = t.body
+             FROM message_templates t
+             WHERE c.tenant_id = $1 AND c.id = $2 AND t.tenant_id = $1 AND t.id = c.template_id
+             RETURNING c.channel",
+            )
+            .bind(tenant)
+            .bind(campaign)
+            .fetch_one(tx.conn())
+            .await?
+        }
+    };
+    // created_at is the ids' time, to the millisecond, as for every message.
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now);
+    let (last, seen, queued): (Option<Uuid>, i64, i64) = sqlx::query_as(
+        "WITH batch AS (
+            SELECT gc.contact_id FROM group_contacts gc
+            WHERE gc.tenant_id = $1 AND gc.group_id = $2 AND gc.contact_id > $3
+            ORDER BY gc.contact_id
+            LIMIT $4
+         ), queued AS (
+            INSERT INTO messages (tenant_id, id, campaign_id, contact_id, channel, recipient,
+                                  status, queued_at, created_at, updated_at)
+            SELECT $1, app.uuid_v7($7), $5, c.id, $6,
+                   CASE WHEN $6 = 'sms' THEN c.phone ELSE c.email END,
+                   'queued', $7, $7, $7
+            FROM batch b JOIN contacts c ON c.tenant_id = $1 AND c.id = b.contact_id
+            WHERE c.deleted_at IS NULL AND c.opted_out_at IS NULL
+              AND CASE WHEN $6 = 'sms' THEN c.phone ELSE c.email END IS NOT NULL
+            ON CONFLICT (tenant_id, campaign_id, contact_id) WHERE campaign_id IS NOT NULL
+            DO NOTHING
+            RETURNING 1
+         )
+         SELECT (SELECT contact_id FROM batch ORDER BY contact_id DESC LIMIT 1),
+                (SELECT count(*) FROM batch),
+                (SELECT count(*) FROM queued)",
+    )
+    .bind(tenant)
+    .bind(state.group_id)
+    .bind(state.materialized_through.unwrap_or(Uuid::nil()))
+    .bind(size)
+    .bind(campaign)
+    .bind(&channel)
+    .bind(now)
+    .fetch_one(tx.conn())
+    .await?;
+    let done = seen < size;
+    sqlx::query(
+        "UPDATE campaigns SET
+            materialized_through = coalesce($3, materialized_through),
+            materialized_at = CASE WHEN $4 THEN now() ELSE NULL END,
+            recipients_count = recipients_count + $5,
+            queued_count = queued_count + $5,
+            updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(last)
+    .bind(done)
+    .bind(queued as i32)
+    .execute(tx.conn())
+    .await?;
+    if done {
+        // A campaign with no recipients at all is complete at once.
+        super::queue::complete_if_done(tx, campaign).await?;
+        return Ok(Step::Done);
+    }
+    Ok(Step::More { queued })
+}

@@ -1,0 +1,542 @@
+//! The message queue, inside one tenant's transactions: claiming a batch under a lease,
+//! recording what the provider said, the campaign counters, progress and completion.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::campaigns::{Campaign, Status, StatusChanged, store as campaigns};
+use crate::db::TenantTx;
+use crate::events::{self, EventType};
+use crate::http::Problem;
+use crate::messages::{Message, MessageStatus};
+
+/// The columns of [`Message`] (as `messages::store` selects them); a macro so that
+/// statements stay `'static` strings.
+macro_rules! message_columns {
+    () => {
+        "m.id, m.tenant_id, m.campaign_id, m.contact_id, m.channel, m.recipient,
+         coalesce(m.body, '') AS body, m.status, m.error, m.provider_message_id, m.queued_at,
+         m.sending_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at, m.created_at,
+         m.updated_at"
+    };
+}
+
+/// A claimed message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub campaign_id: Option<Uuid>,
+    pub contact_id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub body: Option<String>,
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` of the tenant's sendable messages, oldest first: queued ones, and
+/// `sending` ones whose lease has ended (a crashed sender's, or a retry whose backoff is
+/// over), of direct messages and running campaigns only. Rows another sender is claiming
+/// are skipped, not waited for. Each claimed message is `sending`, leased until `lease`
+/// from now, its attempt counted.
+pub async fn claim(
+    tx: &mut TenantTx,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, Problem> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as(
+        "WITH picked AS MATERIALIZED (
+            SELECT m.id FROM messages m
+            WHERE m.tenant_id = $1 AND m.status IN ('queued', 'sending')
+              AND (m.status = 'queued' OR m.leased_until < now())
+              AND (m.campaign_id IS NULL OR EXISTS (
+                    SELECT 1 FROM campaigns c
+                    WHERE c.tenant_id = $1 AND c.id = m.campaign_id AND c.status = 'running'))
+            ORDER BY m.id
+            LIMIT $2
+            FOR UPDATE OF m SKIP LOCKED
+         )
+         UPDATE messages m SET
+            status = 'sending',
+            sending_at = coalesce(m.sending_at, now()),
+            leased_until = now() + make_interval(secs => $3),
+            attempts = m.attempts + 1,
+            updated_at = now()
+         FROM picked
+         WHERE m.tenant_id = $1 AND m.id = picked.id
+         RETURNING m.id, m.campaign_id, m.contact_id, m.channel, m.recipient, m.body, m.attempts",
+    )
+    .bind(tenant)
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// A contact as templates see it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Recipient {
+    pub id: Uuid,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub attributes: serde_json::Value,
+    /// Deleted or opted out since the message was queued: it is not sent.
+    pub gone: bool,
+}
+
+pub async fn recipients(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Recipient>, Problem> {
+    let tenant = tx.tenant();
+    let rows: Vec<Recipient> = sqlx::query_as(
+        "SELECT id, name, phone, email, attributes,
+                (deleted_at IS NOT NULL OR opted_out_at IS NOT NULL) AS gone
+         FROM contacts WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// What a campaign's messages render.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CampaignTemplate {
+    pub id: Uuid,
+    pub name: String,
+    pub recipients_count: i32,
+    pub channel: Option<String>,
+    pub subject_source: Option<String>,
+    pub body_source: Option<String>,
+}
+
+pub async fn templates(tx: &mut TenantTx, ids: &[Uuid]) -> Result<Vec<CampaignTemplate>, Problem> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as(
+        "SELECT id, name, recipients_count, channel, subject_source, body_source
+         FROM campaigns WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Stores the rendered bodies of claimed messages.
+pub async fn store_bodies(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
+    bodies: &[String],
+) -> Result<(), Problem> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let tenant = tx.tenant();
+    sqlx::query(
+        "UPDATE messages m SET body = u.body
+         FROM unnest($2::uuid[], $3::text[]) AS u(id, body)
+         WHERE m.tenant_id = $1 AND m.id = u.id",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .bind(bodies)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// How one claimed message ended this attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent {
+        provider_id: Option<String>,
+    },
+    /// Try again after the backoff (the message stays `sending`, its lease moved).
+    Retry {
+        error: String,
+        after: Duration,
+    },
+    Failed {
+        error: String,
+        opted_out: bool,
+    },
+    /// Not sent: the contact was deleted or opted out after the message was queued.
+    Cancelled {
+        error: String,
+    },
+}
+
+/// Per-campaign tallies of one batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    sent: i32,
+    failed: i32,
+    errors: i32,
+    /// Errors since the batch's last success (the batch is in claim order).
+    trailing_errors: i32,
+}
+
+/// Records a batch's outcomes in one transaction: message statuses (only of messages still
+/// `sending`: a status callback may have overtaken the sender), opted-out contacts,
+/// counters once per campaign, the pause after too many failures in a row, progress
+/// events and completion.
+pub async fn record(
+    tx: &mut TenantTx,
+    outcomes: &[(Claimed, Outcome)],
+    max_failures: i32,
+) -> Result<(), Problem> {
+    let tenant = tx.tenant();
+    let mut sent_ids = Vec::new();
+    let mut sent_pids: Vec<Option<String>> = Vec::new();
+    let mut failed_ids = Vec::new();
+    let mut failed_errors = Vec::new();
+    let mut retry_ids = Vec::new();
+    let mut retry_errors = Vec::new();
+    let mut retry_after = Vec::new();
+    let mut cancelled_ids = Vec::new();
+    let mut cancelled_errors = Vec::new();
+    let mut opted_out = Vec::new();
+    for (m, outcome) in outcomes {
+        match outcome {
+            Outcome::Sent { provider_id } => {
+                sent_ids.push(m.id);
+                sent_pids.push(provider_id.clone());
+            }
+            Outcome::Retry { error, after } => {
+                retry_ids.push(m.id);
+                retry_errors.push(error.clone());
+                retry_after.push(after.as_secs_f64());
+            }
+            Outcome::Failed {
+                error,
+                opted_out: out,
+            } => {
+                failed_ids.push(m.id);
+                failed_errors.push(error.clone());
+                if *out {
+                    opted_out.push(m.contact_id);
+                }
+            }
+            Outcome::Cancelled { error } => {
+                cancelled_ids.push(m.id);
+                cancelled_errors.push(error.clone());
+            }
+        }
+    }
+
+    // Lock order: campaigns before their messages, as cancel and pause take them, so a
+    // batch being recorded and a cancel wait for each other instead of deadlocking.
+    let mut campaign_ids: Vec<Uuid> = outcomes.iter().filter_map(|(m, _)| m.campaign_id).collect();
+    campaign_ids.sort();
+    campaign_ids.dedup();
+    if !campaign_ids.is_empty() {
+        sqlx::query(
+            "SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&campaign_ids)
+        .execute(tx.conn())
+        .await?;
+    }
+
+    let mut changed: Vec<Message> = Vec::new();
+    if !sent_ids.is_empty() {
+        changed.extend(
+            sqlx::query_as::<_, Message>(concat!(
+                "UPDATE messages m SET status = 'sent', sent_at = now(), leased_until = NULL,
+                    error = NULL, updated_at = now(),
+                    provider_message_id = coalesce(r.pid, m.provider_message_id)
+                 FROM unnest($2::uuid[], $3::text[]) AS r(id, pid)
+                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(tenant)
+            .bind(&sent_ids)
+            .bind(&sent_pids)
+            .fetch_all(tx.conn())
+            .await?,
+        );
+    }
+    if !failed_ids.is_empty() {
+        changed.extend(
+            sqlx::query_as::<_, Message>(concat!(
+                "UPDATE messages m SET status = 'failed', failed_at = now(), leased_until = NULL,
+                    error = left(r.error, 2000), updated_at = now()
+                 FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
+                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(tenant)
+            .bind(&failed_ids)
+            .bind(&failed_errors)
+            .fetch_all(tx.conn())
+            .await?,
+        );
+    }
+    if !cancelled_ids.is_empty() {
+        changed.extend(
+            sqlx::query_as::<_, Message>(concat!(
+                "UPDATE messages m SET status = 'cancelled', cancelled_at = now(),
+                    leased_until = NULL, error = left(r.error, 2000), updated_at = now()
+                 FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
+                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
+                 RETURNING ",
+                message_columns!()
+            ))
+            .bind(tenant)
+            .bind(&cancelled_ids)
+            .bind(&cancelled_errors)
+            .fetch_all(tx.conn())
+            .await?,
+        );
+    }
+    if !retry_ids.is_empty() {
+        sqlx::query(
+            "UPDATE messages m SET leased_until = now() + make_interval(secs => r.after),
+                error = left(r.error, 2000), updated_at = now()
+             FROM unnest($2::uuid[], $3::text[], $4::float8[]) AS r(id, error, after)
+             WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'",
+        )
+        .bind(tenant)
+        .bind(&retry_ids)
+        .bind(&retry_errors)
+        .bind(&retry_after)
+        .execute(tx.conn())
+        .await?;
+    }
+    if !opted_out.is_empty() {
+        sqlx::query(
+            "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, now()), updated_at = now()
+             WHERE tenant_id = $1 AND id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(&opted_out)
+        .execute(tx.conn())
+        .await?;
+    }
+
+    // Tallies per campaign, from what was applied (in claim order for the failure run).
+    let applied: HashMap<Uuid, MessageStatus> = changed.iter().map(|m| (m.id, m.status)).collect();
+    let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
+    for (m, outcome) in outcomes {
+        let Some(campaign) = m.campaign_id else {
+            continue;
+        };
+        let t = tallies.entry(campaign).or_default();
+        match (outcome, applied.get(&m.id)) {
+            (Outcome::Sent { .. }, Some(_)) => {
+                t.sent += 1;
+                t.trailing_errors = 0;
+            }
+            (Outcome::Failed { .. }, Some(_)) => {
+                t.failed += 1;
+                t.errors += 1;
+                t.trailing_errors += 1;
+            }
+            (Outcome::Retry { .. }, _) => {
+                t.errors += 1;
+                t.trailing_errors += 1;
+            }
+            _ => {}
+        }
+    }
+
+    let mut small = Vec::new();
+    for (campaign, t) in tallies {
+        let row: Option<(String, i32, i32, bool)> = sqlx::query_as(
+            "UPDATE campaigns SET
+                sent_count = sent_count + $3,
+                failed_count = failed_count + $4,
+                consecutive_failures = CASE WHEN $3 > 0 THEN $6 ELSE consecutive_failures + $5 END,
+                updated_at = now()
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING status, consecutive_failures, recipients_count,
+                       materialized_at IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(campaign)
+        .bind(t.sent)
+        .bind(t.failed)
+        .bind(t.errors)
+        .bind(t.trailing_errors)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some((status, failures, recipients, _)) = row else {
+            continue;
+        };
+        if recipients <= super::PER_MESSAGE_EVENTS_UP_TO {
+            small.push(campaign);
+        }
+        if status == "running" && failures >= max_failures {
+            pause_for_failures(tx, campaign, failures).await?;
+        }
+        progress(tx, campaign).await?;
+        complete_if_done(tx, campaign).await?;
+    }
+
+    // Direct messages and small campaigns announce every message; large ones announce
+    // campaign_progress instead.
+    let announce: Vec<StatusChangedOwned> = changed
+        .into_iter()
+        .filter(|m| m.campaign_id.is_none_or(|c| small.contains(&c)))
+        .map(|m| StatusChangedOwned {
+            to: m.status,
+            message: m,
+            from: MessageStatus::Sending,
+        })
+        .collect();
+    events::emit_all(tx, EventType::MessageStatusChanged, &announce).await?;
+    Ok(())
+}
+
+/// `message_status_changed`'s payload (as [`crate::messages::StatusChanged`], owned).
+#[derive(Serialize)]
+struct StatusChangedOwned {
+    message: Message,
+    from: MessageStatus,
+    to: MessageStatus,
+}
+
+async fn pause_for_failures(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    failures: i32,
+) -> Result<(), Problem> {
+    let Some(paused) = campaigns::set_status(tx, campaign, Status::Running, Status::Paused).await?
+    else {
+        return Ok(());
+    };
+    tracing::warn!(campaign_id = %campaign, failures, "campaign paused after failures in a row");
+    sqlx::query("UPDATE campaigns SET consecutive_failures = 0 WHERE tenant_id = $1 AND id = $2")
+        .bind(tx.tenant())
+        .bind(campaign)
+        .execute(tx.conn())
+        .await?;
+    emit_status(tx, &paused, Status::Running, Status::Paused).await
+}
+
+pub async fn emit_status(
+    tx: &mut TenantTx,
+    campaign: &Campaign,
+    from: Status,
+    to: Status,
+) -> Result<(), Problem> {
+    events::emit(
+        tx,
+        EventType::CampaignStatusChanged,
+        &StatusChanged { campaign, from, to },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `campaign_progress`: the campaign's counters, at most once a second per campaign.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub campaign_id: Uuid,
+    pub recipients_count: i32,
+    pub queued_count: i32,
+    pub sent_count: i32,
+    pub delivered_count: i32,
+    pub read_count: i32,
+    pub failed_count: i32,
+}
+
+pub async fn progress(tx: &mut TenantTx, campaign: Uuid) -> Result<(), Problem> {
+    let tenant = tx.tenant();
+    let due: Option<Progress> = sqlx::query_as(
+        "UPDATE campaigns SET progress_emitted_at = now()
+         WHERE tenant_id = $1 AND id = $2
+           AND (progress_emitted_at IS NULL OR progress_emitted_at <= now() - interval '1 second')
+         RETURNING id AS campaign_id, recipients_count, queued_count, sent_count,
+                   delivered_count, read_count, failed_count",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_optional(tx.conn())
+    .await?;
+    if let Some(p) = due {
+        events::emit(tx, EventType::CampaignProgress, &p).await?;
+    }
+    Ok(())
+}
+
+/// Completes a running or paused campaign whose recipients are all queued and none of whose
+/// messages is queued or in flight. The campaign row is locked first, so of two senders
+/// finishing at once one completes it and the other sees it completed.
+pub async fn complete_if_done(tx: &mut TenantTx, campaign: Uuid) -> Result<bool, Problem> {
+    let tenant = tx.tenant();
+    let Some(current) = campaigns::lock(tx, campaign).await? else {
+        return Ok(false);
+    };
+    if !matches!(current.status, Status::Running | Status::Paused) {
+        return Ok(false);
+    }
+    let ready: bool = sqlx::query_scalar(
+        "SELECT c.materialized_at IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM messages m
+                WHERE m.tenant_id = $1 AND m.campaign_id = $2 AND m.status IN ('queued', 'sending'))
+         FROM campaigns c WHERE c.tenant_id = $1 AND c.id = $2",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_one(tx.conn())
+    .await?;
+    if !ready {
+        return Ok(false);
+    }
+    let Some(done) = campaigns::set_status(tx, campaign, current.status, Status::Completed).await?
+    else {
+        return Ok(false);
+    };
+    progress_final(tx, &done).await?;
+    emit_status(tx, &done, current.status, Status::Completed).await?;
+    Ok(true)
+}
+
+async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), Problem> {
+    let p = Progress {
+        campaign_id: c.id,
+        recipients_count: c.recipients_count,
+        queued_count: c.queued_count,
+        sent_count: c.sent_count,
+        delivered_count: c.delivered_count,
+        read_count: c.read_count,
+        failed_count: c.failed_count,
+    };
+    events::emit(tx, EventType::CampaignProgress, &p).await?;
+    Ok(())
+}
+
+/// Cancels a campaign's queued messages (in the cancel's own transaction): nothing more of
+/// it is sent beyond the messages already in flight. Rows a sender is claiming right now
+/// are skipped, not waited for: they are in flight (and waiting on them while holding the
+/// campaign row could deadlock with that sender).
+pub async fn cancel_queued(tx: &mut TenantTx, campaign: Uuid) -> Result<u64, Problem> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query(
+        "WITH waiting AS MATERIALIZED (
+            SELECT id FROM messages
+            WHERE tenant_id = $1 AND campaign_id = $2
+              AND (status = 'queued' OR (status = 'sending' AND leased_until < now()))
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE messages m SET status = 'cancelled', cancelled_at = now(), leased_until = NULL,
+            updated_at = now()
+         FROM waiting WHERE m.tenant_id = $1 AND m.id = waiting.id",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .execute(tx.conn())
+    .await?
+    .rows_affected())
+}
