@@ -27,6 +27,8 @@ pub struct ServerConfig {
     /// Which addresses webhook and provider requests may reach; `herald-local serve` reads
     /// `HERALD_EGRESS_ALLOW`, tests name their loopback fakes.
     pub egress: EgressPolicy,
+    /// The webhook deliverer's schedule, lease and pace (tests shorten the schedule).
+    pub webhook_delivery: herald::webhooks::delivery::Options,
 }
 
 impl ServerConfig {
@@ -39,6 +41,7 @@ impl ServerConfig {
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
             egress: EgressPolicy::public_only(),
+            webhook_delivery: herald::webhooks::delivery::Options::default(),
         }
     }
 }
@@ -66,7 +69,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         "herald-local",
     );
     let verifier = Arc::new(Verifier::new(&config.jwt));
-    let apps = Function::ALL.map(|f| Arc::new(App::new(f, db.clone(), Arc::clone(&verifier))));
+    let apps = Function::ALL.map(|f| {
+        Arc::new(
+            App::new(f, db.clone(), Arc::clone(&verifier)).with_egress_policy(config.egress.clone()),
+        )
+    });
+    // Webhook deliveries run continuously beside the HTTP routes.
+    tokio::spawn(herald::webhooks::delivery::worker::run(
+        db.clone(),
+        herald::http::egress::Egress::new(
+            config.egress.clone(),
+            herald::http::egress::Timeouts::default(),
+        ),
+        config.webhook_delivery.clone(),
+    ));
 
     let router = axum::Router::new()
         .fallback(gateway::handle)

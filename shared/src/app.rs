@@ -20,6 +20,10 @@ pub struct App {
     function: Function,
     db: Database,
     verifier: Arc<Verifier>,
+    /// Which addresses tenant-chosen URLs may reach, and the guarded client built from it
+    /// on first use (a cold start that sends nothing pays nothing).
+    egress_policy: crate::http::egress::EgressPolicy,
+    egress: std::sync::OnceLock<crate::http::egress::Egress>,
 }
 
 impl App {
@@ -28,7 +32,27 @@ impl App {
             function,
             db,
             verifier,
+            egress_policy: crate::http::egress::EgressPolicy::public_only(),
+            egress: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The same app reaching tenant-chosen URLs under `policy` (`HERALD_EGRESS_ALLOW`).
+    pub fn with_egress_policy(mut self, policy: crate::http::egress::EgressPolicy) -> App {
+        self.egress_policy = policy;
+        self.egress = std::sync::OnceLock::new();
+        self
+    }
+
+    /// The SSRF-guarded client: public addresses over https unless
+    /// [`App::with_egress_policy`] allowed more.
+    pub fn egress(&self) -> &crate::http::egress::Egress {
+        self.egress.get_or_init(|| {
+            crate::http::egress::Egress::new(
+                self.egress_policy.clone(),
+                crate::http::egress::Timeouts::default(),
+            )
+        })
     }
 
     /// What a function's `main` builds before serving: no network I/O, so the cold start
@@ -40,7 +64,8 @@ impl App {
             config.slow_query,
             &format!("herald-{}", function.name()),
         )?;
-        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt))))
+        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
+            .with_egress_policy(config.egress.clone()))
     }
 
     pub fn function(&self) -> Function {

@@ -81,6 +81,28 @@ impl Database {
         Ok(Some(TenantTx { tx, tenant, role }))
     }
 
+    /// The pool, for background work that finds its tenants through definer functions
+    /// and for `LISTEN`. Handlers go through [`Database::begin_tenant`].
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Opens a transaction in `tenant` for background work that no caller asked for
+    /// (webhook deliveries): the tenant is set for this transaction only, and its rows are
+    /// reached under row-level security like any handler's. The role is nominal (owner).
+    pub async fn begin_system(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(TenantTx {
+            tx,
+            tenant,
+            role: Role::Owner,
+        })
+    }
+
     /// Whether the database answers (for `/health`). Touches no tenant table.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -1,9 +1,11 @@
 //! Webhooks: where a tenant's events are delivered, signed with a per-webhook secret.
 
+pub mod delivery;
 pub mod input;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod target;
 
 use serde::Serialize;
 use time::OffsetDateTime;
