@@ -71,7 +71,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let verifier = Arc::new(Verifier::new(&config.jwt));
     let apps = Function::ALL.map(|f| {
         Arc::new(
-            App::new(f, db.clone(), Arc::clone(&verifier)).with_egress_policy(config.egress.clone()),
+            App::new(f, db.clone(), Arc::clone(&verifier))
+                .with_egress_policy(config.egress.clone()),
         )
     });
     // Webhook deliveries run continuously beside the HTTP routes.

@@ -102,15 +102,10 @@ impl Receiver {
                     let fallback = state.default.clone();
                     state.script.pop_front().unwrap_or(fallback)
                 };
-                let mut response = (
-                    StatusCode::from_u16(answer.status).unwrap(),
-                    answer.body,
-                )
-                    .into_response();
+                let mut response =
+                    (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
                 for (name, value) in answer.headers {
-                    response
-                        .headers_mut()
-                        .insert(name, value.parse().unwrap());
+                    response.headers_mut().insert(name, value.parse().unwrap());
                 }
                 response
             }

@@ -103,12 +103,36 @@ async fn deliveries_are_signed_verifiable_and_only_for_subscribed_types() {
     assert!((ts - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 60);
 
     // The independent verifier accepts it; tampering with body, id or timestamp fails.
-    assert!(verifies(&secret, &r.id, &r.timestamp, &r.body, &r.signature));
+    assert!(verifies(
+        &secret,
+        &r.id,
+        &r.timestamp,
+        &r.body,
+        &r.signature
+    ));
     let mut tampered = r.body.clone();
     tampered[10] ^= 1;
-    assert!(!verifies(&secret, &r.id, &r.timestamp, &tampered, &r.signature));
-    assert!(!verifies(&secret, &format!("{}x", r.id), &r.timestamp, &r.body, &r.signature));
-    assert!(!verifies(&secret, &r.id, &(ts + 1).to_string(), &r.body, &r.signature));
+    assert!(!verifies(
+        &secret,
+        &r.id,
+        &r.timestamp,
+        &tampered,
+        &r.signature
+    ));
+    assert!(!verifies(
+        &secret,
+        &format!("{}x", r.id),
+        &r.timestamp,
+        &r.body,
+        &r.signature
+    ));
+    assert!(!verifies(
+        &secret,
+        &r.id,
+        &(ts + 1).to_string(),
+        &r.body,
+        &r.signature
+    ));
     // Herald's own verifier agrees.
     assert!(herald::webhooks::signature::verify(
         &herald::webhooks::Secret::from(secret.clone()),
@@ -127,7 +151,10 @@ async fn deliveries_are_signed_verifiable_and_only_for_subscribed_types() {
     assert_eq!(logged[0]["responseBody"], "ok");
     assert!(logged[0]["durationMs"].is_i64());
     assert!(logged[0]["error"].is_null());
-    eventually(WAIT, || async { app.events(tenant, "webhook_triggered").await == 1 }).await;
+    eventually(WAIT, || async {
+        app.events(tenant, "webhook_triggered").await == 1
+    })
+    .await;
     let triggered: Value = sqlx::query_scalar(
         "SELECT payload FROM outbox_events WHERE tenant_id = $1 AND type = 'webhook_triggered'",
     )
@@ -147,29 +174,38 @@ async fn a_recovering_endpoint_gets_the_event_with_the_same_id_on_every_attempt(
     let app = spawn(Duration::from_millis(50)).await;
     let tenant = app.tenant("alice").await;
     let alice = app.user("alice", tenant);
-    let receiver = Receiver::start(vec![
-        Answer::status(500).body("boom"),
-        Answer::status(503),
-    ])
-    .await;
+    let receiver =
+        Receiver::start(vec![Answer::status(500).body("boom"), Answer::status(503)]).await;
     let webhook = subscribe(&alice, &receiver.url, &["contact_created"]).await;
 
     alice.contact("Ada", "+14155550101").await;
     let logged = wait_for_logs(&alice, &webhook, 3).await;
     assert_eq!(
-        logged.iter().map(|l| l["attempt"].as_i64().unwrap()).collect::<Vec<_>>(),
+        logged
+            .iter()
+            .map(|l| l["attempt"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
         [1, 2, 3]
     );
     assert_eq!(
-        logged.iter().map(|l| l["statusCode"].as_i64().unwrap()).collect::<Vec<_>>(),
+        logged
+            .iter()
+            .map(|l| l["statusCode"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
         [500, 503, 200]
     );
     assert_eq!(logged[0]["error"], "HTTP 500 Internal Server Error");
     assert_eq!(logged[0]["responseBody"], "boom");
     let got = receiver.received();
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|r| r.id == got[0].id), "one webhook-id across retries");
-    assert!(got.iter().all(|r| r.body == got[0].body), "the same body each time");
+    assert!(
+        got.iter().all(|r| r.id == got[0].id),
+        "one webhook-id across retries"
+    );
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "the same body each time"
+    );
     assert_eq!(delivery_status(&app, &webhook).await, ["succeeded"]);
     // Healthy again: no failing streak left.
     let now = alice
@@ -233,11 +269,13 @@ async fn five_failing_days_disable_the_endpoint() {
     assert!(now["failingSince"].is_string());
 
     // The streak began six days ago (time moved by the owner); the next failure ends it.
-    sqlx::query("UPDATE webhooks SET failing_since = now() - interval '6 days' WHERE id = $1::uuid")
-        .bind(id_of(&webhook))
-        .execute(&app.owner)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE webhooks SET failing_since = now() - interval '6 days' WHERE id = $1::uuid",
+    )
+    .bind(id_of(&webhook))
+    .execute(&app.owner)
+    .await
+    .unwrap();
     alice.contact("Bob", "+14155550102").await;
     wait_for_logs(&alice, &webhook, 2).await;
     eventually(WAIT, || async {
@@ -245,7 +283,10 @@ async fn five_failing_days_disable_the_endpoint() {
     })
     .await;
     let now = alice.get(&path).await.ok(200).clone();
-    assert!(now["disabledReason"].as_str().unwrap().contains("5 days"), "{now}");
+    assert!(
+        now["disabledReason"].as_str().unwrap().contains("5 days"),
+        "{now}"
+    );
     eventually(WAIT, || async {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND type = 'webhook_updated'
@@ -259,13 +300,18 @@ async fn five_failing_days_disable_the_endpoint() {
     })
     .await;
     // The first event's retry (an hour away) is cancelled when it falls due.
-    sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE webhook_id = $1::uuid")
-        .bind(id_of(&webhook))
-        .execute(&app.owner)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() WHERE webhook_id = $1::uuid",
+    )
+    .bind(id_of(&webhook))
+    .execute(&app.owner)
+    .await
+    .unwrap();
     eventually(WAIT, || async {
-        delivery_status(&app, &webhook).await.iter().all(|s| s != "pending")
+        delivery_status(&app, &webhook)
+            .await
+            .iter()
+            .all(|s| s != "pending")
     })
     .await;
     assert_eq!(receiver.count(), 2);
@@ -292,12 +338,18 @@ async fn retry_after_is_honoured_and_redirects_are_not_followed() {
     assert_eq!(logged[1]["statusCode"], 200);
     let got = receiver.received();
     let gap = got[1].timestamp.parse::<i64>().unwrap() - got[0].timestamp.parse::<i64>().unwrap();
-    assert!((1..=5).contains(&gap), "second attempt {gap} s after the first");
+    assert!(
+        (1..=5).contains(&gap),
+        "second attempt {gap} s after the first"
+    );
 
     let logged = wait_for_logs(&alice, &redirected, 1).await;
     assert_eq!(logged[0]["statusCode"], 302);
     assert!(
-        logged[0]["error"].as_str().unwrap().contains("redirects are not followed"),
+        logged[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
         "{}",
         logged[0]
     );
@@ -342,18 +394,25 @@ async fn ssrf_targets_are_refused_at_create_and_at_delivery() {
     ];
     for url in &targets {
         let problem = alice
-            .post("/api/webhooks", &json!({ "url": url, "eventTypes": ["contact_created"] }))
+            .post(
+                "/api/webhooks",
+                &json!({ "url": url, "eventTypes": ["contact_created"] }),
+            )
             .await
             .problem(422)
             .clone();
         assert_eq!(problem["errors"][0]["pointer"], "/url", "{url}: {problem}");
         assert!(
-            problem["errors"][0]["detail"].as_str().unwrap().contains("cannot be delivered"),
+            problem["errors"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be delivered"),
             "{url}: {problem}"
         );
     }
     assert_eq!(
-        app.count("SELECT count(*) FROM webhooks WHERE tenant_id = $1", tenant).await,
+        app.count("SELECT count(*) FROM webhooks WHERE tenant_id = $1", tenant)
+            .await,
         0
     );
     // PATCH is held to the same rule.
@@ -382,8 +441,11 @@ async fn ssrf_targets_are_refused_at_create_and_at_delivery() {
     }
     alice.contact("Ada", "+14155550101").await;
     eventually(WAIT, || async {
-        app.count("SELECT count(*) FROM webhook_logs WHERE tenant_id = $1", tenant)
-            .await
+        app.count(
+            "SELECT count(*) FROM webhook_logs WHERE tenant_id = $1",
+            tenant,
+        )
+        .await
             == 4
     })
     .await;
@@ -412,7 +474,10 @@ async fn during_a_rotation_both_secrets_sign() {
     let webhook = subscribe(&alice, &receiver.url, &["contact_created"]).await;
     let old = webhook["secret"].as_str().unwrap().to_owned();
     let rotated = alice
-        .post(&format!("/api/webhooks/{}/secret", id_of(&webhook)), &json!({}))
+        .post(
+            &format!("/api/webhooks/{}/secret", id_of(&webhook)),
+            &json!({}),
+        )
         .await
         .ok(200)
         .clone();
@@ -452,11 +517,20 @@ async fn test_event_and_manual_retry_and_tenant_isolation() {
     let receiver = Receiver::start(vec![Answer::status(500)]).await;
     let webhook = subscribe(&alice, &receiver.url, &["group_created"]).await;
     let theirs_receiver = Receiver::start(vec![]).await;
-    let theirs = subscribe(&mallory, &theirs_receiver.url, &["contact_created", "group_created"]).await;
+    let theirs = subscribe(
+        &mallory,
+        &theirs_receiver.url,
+        &["contact_created", "group_created"],
+    )
+    .await;
     let path = format!("/api/webhooks/{}", id_of(&webhook));
 
     // A test event, whatever the subscribed types; it fails once (500)...
-    let queued = alice.post(&format!("{path}/test"), &json!({})).await.ok(202).clone();
+    let queued = alice
+        .post(&format!("{path}/test"), &json!({}))
+        .await
+        .ok(202)
+        .clone();
     let logged = wait_for_logs(&alice, &webhook, 1).await;
     assert_eq!(logged[0]["eventType"], "webhook_test");
     assert_eq!(logged[0]["eventId"], queued["eventId"]);
@@ -488,15 +562,25 @@ async fn test_event_and_manual_retry_and_tenant_isolation() {
     ));
 
     // Paging like every list.
-    let page = alice.get(&format!("{path}/logs?limit=1")).await.ok(200).clone();
+    let page = alice
+        .get(&format!("{path}/logs?limit=1"))
+        .await
+        .ok(200)
+        .clone();
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     assert!(page["nextCursor"].is_string());
 
     // Another tenant's ids are 404 and change nothing; bad ids 400; readers may not.
     let other_path = format!("/api/webhooks/{}", id_of(&theirs));
-    alice.post(&format!("{other_path}/test"), &json!({})).await.problem(404);
+    alice
+        .post(&format!("{other_path}/test"), &json!({}))
+        .await
+        .problem(404);
     alice.get(&format!("{other_path}/logs")).await.problem(404);
-    mallory.post(&format!("{path}/test"), &json!({})).await.problem(404);
+    mallory
+        .post(&format!("{path}/test"), &json!({}))
+        .await
+        .problem(404);
     mallory.get(&format!("{path}/logs")).await.problem(404);
     mallory
         .post(&format!("{path}/logs/{log_id}/retry"), &json!({}))
@@ -510,7 +594,10 @@ async fn test_event_and_manual_retry_and_tenant_isolation() {
         .post(&format!("{path}/logs/{}/retry", Uuid::now_v7()), &json!({}))
         .await
         .problem(404);
-    alice.post("/api/webhooks/nope/test", &json!({})).await.problem(400);
+    alice
+        .post("/api/webhooks/nope/test", &json!({}))
+        .await
+        .problem(400);
     alice
         .post(&format!("{path}/logs/nope/retry"), &json!({}))
         .await
@@ -529,14 +616,24 @@ async fn test_event_and_manual_retry_and_tenant_isolation() {
     wait_for_logs(&alice, &webhook, 3).await;
     assert_eq!(theirs_receiver.count(), 0);
     assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1", other).await,
+        app.count(
+            "SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1",
+            other
+        )
+        .await,
         0
     );
     assert_eq!(receiver.count(), 3);
 
     // A disabled webhook takes neither tests nor retries.
-    alice.patch(&path, &json!({ "enabled": false })).await.ok(200);
-    alice.post(&format!("{path}/test"), &json!({})).await.problem(409);
+    alice
+        .patch(&path, &json!({ "enabled": false }))
+        .await
+        .ok(200);
+    alice
+        .post(&format!("{path}/test"), &json!({}))
+        .await
+        .problem(409);
     alice
         .post(&format!("{path}/logs/{log_id}/retry"), &json!({}))
         .await
@@ -601,7 +698,13 @@ async fn a_crash_between_sending_and_logging_redelivers_with_the_same_id() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, event.to_string());
     assert_eq!(got[1].id, event.to_string());
-    assert!(verifies(&secret, &got[1].id, &got[1].timestamp, &got[1].body, &got[1].signature));
+    assert!(verifies(
+        &secret,
+        &got[1].id,
+        &got[1].timestamp,
+        &got[1].body,
+        &got[1].signature
+    ));
     assert_eq!(delivery_status(&app, &webhook).await, ["succeeded"]);
 }
 
@@ -615,10 +718,17 @@ async fn a_rolled_back_event_has_no_deliveries_and_bulk_imports_fan_out() {
 
     // A refused import writes no contact, no event and so no delivery.
     alice
-        .post("/api/contacts/import", &json!([{ "name": "Ada", "phone": "nope" }]))
+        .post(
+            "/api/contacts/import",
+            &json!([{ "name": "Ada", "phone": "nope" }]),
+        )
         .await;
     assert_eq!(
-        app.count("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1", tenant).await,
+        app.count(
+            "SELECT count(*) FROM webhook_deliveries WHERE tenant_id = $1",
+            tenant
+        )
+        .await,
         0
     );
     // One statement of three events: three deliveries.

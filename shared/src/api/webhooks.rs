@@ -33,7 +33,17 @@ pub const ROUTES: &[Route] = &[
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, update, delete, regenerate_secret, logs, test, retry))]
+#[openapi(paths(
+    list,
+    create,
+    get,
+    update,
+    delete,
+    regenerate_secret,
+    logs,
+    test,
+    retry
+))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {

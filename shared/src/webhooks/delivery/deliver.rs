@@ -108,10 +108,7 @@ pub async fn send(egress: &Egress, delivery: &Delivery) -> Attempt {
         Ok(builder) => builder,
         Err(refused) => return Attempt::failed(started.elapsed(), format!("refused: {refused}")),
     };
-    let previous = delivery
-        .previous_secret
-        .clone()
-        .map(Secret::from);
+    let previous = delivery.previous_secret.clone().map(Secret::from);
     let mut secrets = vec![&delivery.secret];
     secrets.extend(previous.as_ref());
     let body = delivery.body();

@@ -143,4 +143,3 @@ pub async fn cancel(db: &Database, tenant: Uuid, ids: &[Uuid]) -> Result<(), sql
     .await?;
     tx.commit().await
 }
-

@@ -31,9 +31,18 @@ impl Schedule {
         const MIN: u64 = 60;
         const HOUR: u64 = 3600;
         Schedule::new(
-            [0, 5, 5 * MIN, 30 * MIN, 2 * HOUR, 5 * HOUR, 10 * HOUR, 10 * HOUR]
-                .map(Duration::from_secs)
-                .to_vec(),
+            [
+                0,
+                5,
+                5 * MIN,
+                30 * MIN,
+                2 * HOUR,
+                5 * HOUR,
+                10 * HOUR,
+                10 * HOUR,
+            ]
+            .map(Duration::from_secs)
+            .to_vec(),
             0.1,
         )
     }
@@ -127,7 +136,10 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {
         let now = datetime!(2015-10-21 07:27:00 UTC);
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
             Some(Duration::from_secs(60))

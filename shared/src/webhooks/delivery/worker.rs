@@ -73,7 +73,11 @@ pub async fn claim(
 /// One round: every tenant with due deliveries, up to `options.batch` of each, sent
 /// `options.concurrency` at a time. What the dispatcher function calls; call again while
 /// it attempts anything.
-pub async fn run_once(db: &Database, egress: &Egress, options: &Options) -> Result<Round, sqlx::Error> {
+pub async fn run_once(
+    db: &Database,
+    egress: &Egress,
+    options: &Options,
+) -> Result<Round, sqlx::Error> {
     let tenants: Vec<Uuid> =
         sqlx::query_scalar("SELECT tenant_id FROM app.tenants_with_due_webhook_deliveries($1)")
             .bind(options.tenants)
@@ -82,8 +86,10 @@ pub async fn run_once(db: &Database, egress: &Egress, options: &Options) -> Resu
     let mut round = Round::default();
     let mut work = Vec::new();
     for tenant in tenants {
-        let (live, gone): (Vec<_>, Vec<_>) =
-            claim(db, tenant, options).await?.into_iter().partition(|d| d.live);
+        let (live, gone): (Vec<_>, Vec<_>) = claim(db, tenant, options)
+            .await?
+            .into_iter()
+            .partition(|d| d.live);
         if !gone.is_empty() {
             let ids: Vec<Uuid> = gone.iter().map(|d| d.id).collect();
             record::cancel(db, tenant, &ids).await?;
@@ -96,7 +102,10 @@ pub async fn run_once(db: &Database, egress: &Egress, options: &Options) -> Resu
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for delivery in work {
-        let permit = Arc::clone(&permits).acquire_owned().await.expect("never closed");
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let (db, egress, options) = (db.clone(), egress.clone(), options.clone());
         tasks.spawn(async move {
             let _permit = permit;
@@ -146,7 +155,9 @@ pub async fn run(db: Database, egress: Egress, options: Options) {
         let wait = match next_due(&db).await {
             Ok(Some(at)) => {
                 let until = at - time::OffsetDateTime::now_utc();
-                Duration::try_from(until).unwrap_or(Duration::ZERO).min(options.poll)
+                Duration::try_from(until)
+                    .unwrap_or(Duration::ZERO)
+                    .min(options.poll)
             }
             _ => options.poll,
         };
