@@ -748,3 +748,55 @@ async fn a_rolled_back_event_has_no_deliveries_and_bulk_imports_fan_out() {
     ids.dedup();
     assert_eq!(ids.len(), 3);
 }
+
+/// The specification's own Python library (`pip install standardwebhooks`) verifies a real
+/// Herald delivery. Skipped, saying so, where Python or the library is missing.
+#[tokio::test]
+async fn the_standardwebhooks_python_library_verifies_a_delivery() {
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("skipped: python3 with standardwebhooks is not installed");
+        return;
+    }
+    let app = spawn(Duration::from_millis(50)).await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+    let receiver = Receiver::start(vec![]).await;
+    let webhook = subscribe(&alice, &receiver.url, &["contact_created"]).await;
+    alice.contact("Ada", "+14155550101").await;
+    eventually(WAIT, || async { receiver.count() == 1 }).await;
+    let r = &receiver.received()[0];
+
+    let script = r#"
+import sys
+from standardwebhooks.webhooks import Webhook
+secret, wid, ts, sig, body = sys.argv[1:6]
+headers = {"webhook-id": wid, "webhook-timestamp": ts, "webhook-signature": sig}
+event = Webhook(secret).verify(body.encode(), headers)
+assert event["id"] == wid, event
+try:
+    Webhook(secret).verify(body.replace("Ada", "Eve").encode(), headers)
+    sys.exit("a tampered body verified")
+except Exception:
+    pass
+print("verified")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(webhook["secret"].as_str().unwrap())
+        .arg(&r.id)
+        .arg(&r.timestamp)
+        .arg(&r.signature)
+        .arg(String::from_utf8(r.body.clone()).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
+}
