@@ -800,3 +800,28 @@ print("verified")
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "verified");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_delivery_routes() {
+    let app = TestApp::spawn().await;
+    let doc = herald_tests::read(
+        app.request(reqwest::Method::GET, "/api/openapi.json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json;
+    for path in [
+        "/api/webhooks/{id}/test",
+        "/api/webhooks/{id}/logs/{logId}/retry",
+    ] {
+        let op = &doc["paths"][path]["post"];
+        assert_eq!(
+            op["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Queued",
+            "{path}: {op}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Queued"]["properties"]["eventId"].is_object());
+}
