@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Deliveries claimed per round.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     batch: i64,
     /// Length of the wrk run against the receiver.
     #[arg(long, default_value_t = 5)]

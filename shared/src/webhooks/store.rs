@@ -196,15 +196,18 @@ pub async fn mark_failing(
     .await
 }
 
-/// After a successful delivery: no longer failing.
-pub async fn mark_healthy(tx: &mut TenantTx, id: Uuid) -> Result<(), sqlx::Error> {
+/// After successful deliveries: these webhooks are no longer failing.
+pub async fn mark_healthy(tx: &mut TenantTx, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let tenant = tx.tenant();
     sqlx::query(
         "UPDATE webhooks SET failing_since = NULL
-         WHERE tenant_id = $1 AND id = $2 AND failing_since IS NOT NULL",
+         WHERE tenant_id = $1 AND id = ANY($2) AND failing_since IS NOT NULL",
     )
     .bind(tenant)
-    .bind(id)
+    .bind(ids)
     .execute(tx.conn())
     .await?;
     Ok(())

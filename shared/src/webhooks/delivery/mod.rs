@@ -23,7 +23,8 @@ pub struct Options {
     pub schedule: Schedule,
     /// How long a claim holds a delivery; longer than an attempt can take (15 s).
     pub lease: Duration,
-    /// Deliveries claimed per tenant per round.
+    /// Deliveries claimed per tenant per round, sent together and recorded together; a
+    /// claim's lease must cover sending them (`batch / concurrency` waves of at most 15 s).
     pub batch: i64,
     /// Tenants served per round.
     pub tenants: i32,
@@ -40,7 +41,7 @@ impl Default for Options {
         Options {
             schedule: Schedule::standard(),
             lease: Duration::from_secs(60),
-            batch: 100,
+            batch: 64,
             tenants: 100,
             concurrency: 32,
             disable_after: Duration::from_secs(5 * 24 * 3600),

@@ -29,84 +29,43 @@ pub struct Triggered<'a> {
     pub will_retry: bool,
 }
 
-pub async fn record(
+/// Records a tenant's finished attempts in one transaction, a statement per kind of row
+/// rather than per attempt (the deliverer's cost is here, not in the HTTP).
+pub async fn record_all(
     db: &Database,
-    delivery: &Delivery,
-    attempt: &Attempt,
+    tenant: Uuid,
+    done: &[(Delivery, Attempt)],
     options: &Options,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_system(delivery.tenant_id).await?;
-    let log_id = Uuid::now_v7();
-    let duration_ms = attempt.duration.as_millis().min(i32::MAX as u128) as i32;
-    sqlx::query(
-        "INSERT INTO webhook_logs (tenant_id, id, webhook_id, event_id, event_type, attempt,
-                                   status_code, duration_ms, response_body, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(delivery.tenant_id)
-    .bind(log_id)
-    .bind(delivery.webhook_id)
-    .bind(delivery.event_id)
-    .bind(&delivery.event_type)
-    .bind(delivery.attempts)
-    .bind(attempt.status.map(i32::from))
-    .bind(duration_ms)
-    .bind(attempt.response.as_deref())
-    .bind(attempt.error.as_deref())
-    .execute(tx.conn())
-    .await?;
-
-    let retry_in = if attempt.succeeded() || attempt.gone() {
-        None
-    } else {
-        options
-            .schedule
-            .after_failure(delivery.attempts.max(0) as u32, attempt.retry_after)
-    };
-    let status = match (attempt.succeeded(), retry_in) {
-        (true, _) => "succeeded",
-        (false, Some(_)) => "pending",
-        (false, None) => "failed",
-    };
-    // Only while the claim is still ours: a deliverer whose lease ran out and was claimed
-    // again leaves the row to the one that holds it now.
-    sqlx::query(
-        "UPDATE webhook_deliveries
-         SET status = $4, locked_until = NULL, updated_at = now(),
-             next_attempt_at = CASE WHEN $5::float8 IS NULL THEN next_attempt_at
-                                    ELSE now() + make_interval(secs => $5) END
-         WHERE tenant_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending'",
-    )
-    .bind(delivery.tenant_id)
-    .bind(delivery.id)
-    .bind(delivery.attempts)
-    .bind(status)
-    .bind(retry_in.map(|d| d.as_secs_f64()))
-    .execute(tx.conn())
-    .await?;
-
-    if attempt.succeeded() {
-        store::mark_healthy(&mut tx, delivery.webhook_id).await?;
-    } else if attempt.gone() {
-        disable(
-            &mut tx,
-            delivery.webhook_id,
-            "the endpoint answered 410 Gone",
-        )
-        .await?;
-    } else if let Some(since) = store::mark_failing(&mut tx, delivery.webhook_id).await? {
-        let failing_for = time::OffsetDateTime::now_utc() - since;
-        if failing_for >= options.disable_after {
-            let days = options.disable_after.as_secs() / 86_400;
-            let reason = format!("every delivery failed for {days} days");
-            disable(&mut tx, delivery.webhook_id, &reason).await?;
-        }
+    if done.is_empty() {
+        return Ok(());
     }
-
-    events::emit(
-        &mut tx,
-        EventType::WebhookTriggered,
-        &Triggered {
+    let mut tx = db.begin_system(tenant).await?;
+    let mut logs = Columns::default();
+    let mut triggered = Vec::with_capacity(done.len());
+    let (mut healthy, mut gone, mut failing) = (Vec::new(), Vec::new(), Vec::new());
+    for (delivery, attempt) in done {
+        let retry_in = if attempt.succeeded() || attempt.gone() {
+            None
+        } else {
+            options
+                .schedule
+                .after_failure(delivery.attempts.max(0) as u32, attempt.retry_after)
+        };
+        let status = match (attempt.succeeded(), retry_in) {
+            (true, _) => "succeeded",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        let log_id = Uuid::now_v7();
+        logs.push(
+            log_id,
+            delivery,
+            attempt,
+            status,
+            retry_in.map(|d| d.as_secs_f64()),
+        );
+        triggered.push(Triggered {
             webhook_id: delivery.webhook_id,
             log_id,
             event_id: delivery.event_id,
@@ -117,10 +76,114 @@ pub async fn record(
             duration_ms: attempt.duration.as_millis() as u64,
             error: attempt.error.as_deref(),
             will_retry: retry_in.is_some(),
-        },
+        });
+        let list = if attempt.succeeded() {
+            &mut healthy
+        } else if attempt.gone() {
+            &mut gone
+        } else {
+            &mut failing
+        };
+        if !list.contains(&delivery.webhook_id) {
+            list.push(delivery.webhook_id);
+        }
+    }
+
+    sqlx::query(
+        "INSERT INTO webhook_logs (tenant_id, id, webhook_id, event_id, event_type, attempt,
+                                   status_code, duration_ms, response_body, error)
+         SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int4[],
+                                  $7::int4[], $8::int4[], $9::text[], $10::text[])",
     )
+    .bind(tenant)
+    .bind(&logs.log_ids)
+    .bind(&logs.webhooks)
+    .bind(&logs.events)
+    .bind(&logs.types)
+    .bind(&logs.attempts)
+    .bind(&logs.codes)
+    .bind(&logs.durations)
+    .bind(&logs.bodies)
+    .bind(&logs.errors)
+    .execute(tx.conn())
     .await?;
+    // Only while the claim is still ours: a deliverer whose lease ran out and whose row was
+    // claimed again leaves it to the one that holds it now.
+    sqlx::query(
+        "UPDATE webhook_deliveries d
+         SET status = u.status, locked_until = NULL, updated_at = now(),
+             next_attempt_at = CASE WHEN u.retry IS NULL THEN d.next_attempt_at
+                                    ELSE now() + make_interval(secs => u.retry) END
+         FROM unnest($2::uuid[], $3::int4[], $4::text[], $5::float8[]) AS u(id, attempts, status, retry)
+         WHERE d.tenant_id = $1 AND d.id = u.id AND d.attempts = u.attempts
+           AND d.status = 'pending'",
+    )
+    .bind(tenant)
+    .bind(&logs.deliveries)
+    .bind(&logs.attempts)
+    .bind(&logs.statuses)
+    .bind(&logs.retries)
+    .execute(tx.conn())
+    .await?;
+
+    store::mark_healthy(&mut tx, &healthy).await?;
+    for webhook in gone {
+        disable(&mut tx, webhook, "the endpoint answered 410 Gone").await?;
+    }
+    for webhook in failing.into_iter().filter(|w| !healthy.contains(w)) {
+        if let Some(since) = store::mark_failing(&mut tx, webhook).await? {
+            let failing_for = time::OffsetDateTime::now_utc() - since;
+            if failing_for >= options.disable_after {
+                let days = options.disable_after.as_secs() / 86_400;
+                let reason = format!("every delivery failed for {days} days");
+                disable(&mut tx, webhook, &reason).await?;
+            }
+        }
+    }
+    events::emit_all(&mut tx, EventType::WebhookTriggered, &triggered).await?;
     tx.commit().await
+}
+
+/// The attempts of one batch, column by column, for `unnest`.
+#[derive(Default)]
+struct Columns {
+    log_ids: Vec<Uuid>,
+    deliveries: Vec<Uuid>,
+    webhooks: Vec<Uuid>,
+    events: Vec<Uuid>,
+    types: Vec<String>,
+    attempts: Vec<i32>,
+    codes: Vec<Option<i32>>,
+    durations: Vec<i32>,
+    bodies: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+    statuses: Vec<&'static str>,
+    retries: Vec<Option<f64>>,
+}
+
+impl Columns {
+    fn push(
+        &mut self,
+        log_id: Uuid,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        status: &'static str,
+        retry: Option<f64>,
+    ) {
+        self.log_ids.push(log_id);
+        self.deliveries.push(delivery.id);
+        self.webhooks.push(delivery.webhook_id);
+        self.events.push(delivery.event_id);
+        self.types.push(delivery.event_type.clone());
+        self.attempts.push(delivery.attempts);
+        self.codes.push(attempt.status.map(i32::from));
+        self.durations
+            .push(attempt.duration.as_millis().min(i32::MAX as u128) as i32);
+        self.bodies.push(attempt.response.clone());
+        self.errors.push(attempt.error.clone());
+        self.statuses.push(status);
+        self.retries.push(retry);
+    }
 }
 
 async fn disable(tx: &mut TenantTx, webhook: Uuid, reason: &str) -> Result<(), sqlx::Error> {

@@ -71,8 +71,9 @@ pub async fn claim(
 }
 
 /// One round: every tenant with due deliveries, up to `options.batch` of each, sent
-/// `options.concurrency` at a time. What the dispatcher function calls; call again while
-/// it attempts anything.
+/// `options.concurrency` at a time and recorded together. What the dispatcher function
+/// calls; call again while it attempts anything. Tenants take their turns one after the
+/// other, so each claim's lease covers one batch's sending (at most 15 s per wave).
 pub async fn run_once(
     db: &Database,
     egress: &Egress,
@@ -84,7 +85,7 @@ pub async fn run_once(
             .fetch_all(db.pool())
             .await?;
     let mut round = Round::default();
-    let mut work = Vec::new();
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     for tenant in tenants {
         let (live, gone): (Vec<_>, Vec<_>) = claim(db, tenant, options)
             .await?
@@ -95,28 +96,33 @@ pub async fn run_once(
             record::cancel(db, tenant, &ids).await?;
             round.cancelled += ids.len();
         }
-        work.extend(live);
-    }
-    round.attempted = work.len();
+        round.attempted += live.len();
 
-    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for delivery in work {
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let (db, egress, options) = (db.clone(), egress.clone(), options.clone());
-        tasks.spawn(async move {
-            let _permit = permit;
-            let attempt = deliver::send(&egress, &delivery).await;
-            if let Err(e) = record::record(&db, &delivery, &attempt, &options).await {
-                // The lease runs out and the delivery is tried again: logged, not lost.
-                tracing::error!(error = %e, delivery = %delivery.id, "recording a webhook attempt failed");
+        let mut tasks = tokio::task::JoinSet::new();
+        for delivery in live {
+            let permit = Arc::clone(&permits)
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let egress = egress.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                let attempt = deliver::send(&egress, &delivery).await;
+                (delivery, attempt)
+            });
+        }
+        let mut done = Vec::with_capacity(tasks.len());
+        while let Some(finished) = tasks.join_next().await {
+            match finished {
+                Ok(pair) => done.push(pair),
+                Err(e) => tracing::error!(error = %e, "a webhook attempt panicked"),
             }
-        });
+        }
+        if let Err(e) = record::record_all(db, tenant, &done, options).await {
+            // The leases run out and the deliveries are tried again: repeated, not lost.
+            tracing::error!(error = %e, %tenant, "recording webhook attempts failed");
+        }
     }
-    while tasks.join_next().await.is_some() {}
     Ok(round)
 }
 
