@@ -108,15 +108,16 @@ pub async fn record_all(
     .execute(tx.conn())
     .await?;
     // Only while the claim is still ours: a deliverer whose lease ran out and whose row was
-    // claimed again leaves it to the one that holds it now.
+    // claimed again leaves it to the one that holds it now. `id = ANY` keeps the planner on
+    // the primary key; joined to `unnest` alone it scanned the whole table per batch.
     sqlx::query(
         "UPDATE webhook_deliveries d
          SET status = u.status, locked_until = NULL, updated_at = now(),
              next_attempt_at = CASE WHEN u.retry IS NULL THEN d.next_attempt_at
                                     ELSE now() + make_interval(secs => u.retry) END
          FROM unnest($2::uuid[], $3::int4[], $4::text[], $5::float8[]) AS u(id, attempts, status, retry)
-         WHERE d.tenant_id = $1 AND d.id = u.id AND d.attempts = u.attempts
-           AND d.status = 'pending'",
+         WHERE d.tenant_id = $1 AND d.id = ANY($2) AND d.id = u.id
+           AND d.attempts = u.attempts AND d.status = 'pending'",
     )
     .bind(tenant)
     .bind(&logs.deliveries)
