@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub tuning: herald::engine::Tuning,
     /// Twilio's API root (tests point it at a fake on loopback).
     pub twilio_base_url: herald::providers::Url,
+    /// The webhook deliverer's schedule, lease and pace (tests shorten the schedule).
+    pub webhook_delivery: herald::webhooks::delivery::Options,
 }
 
 impl ServerConfig {
@@ -67,6 +69,7 @@ impl ServerConfig {
             sender_poll: Duration::from_secs(1),
             tuning: herald::engine::Tuning::default(),
             twilio_base_url: herald::providers::TWILIO_API.parse().expect("a valid URL"),
+            webhook_delivery: herald::webhooks::delivery::Options::default(),
         }
     }
 }
@@ -107,7 +110,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         Arc::new(
             App::new(f, db.clone(), Arc::clone(&verifier))
                 .with_default_log_provider(config.default_log_provider)
-                .with_public_url(Some(public_url.clone())),
+                .with_public_url(Some(public_url.clone()))
+                .with_egress_policy(config.egress.clone()),
         )
     });
     if config.run_sender {
@@ -131,6 +135,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     if let Some(every) = config.scheduler_every {
         tokio::spawn(crate::engine::run_scheduler(db.clone(), every));
     }
+    // Webhook deliveries run continuously beside the HTTP routes.
+    tokio::spawn(herald::webhooks::delivery::worker::run(
+        db.clone(),
+        herald::http::egress::Egress::new(
+            config.egress.clone(),
+            herald::http::egress::Timeouts::default(),
+        ),
+        config.webhook_delivery.clone(),
+    ));
 
     let router = axum::Router::new()
         .fallback(gateway::handle)

@@ -23,6 +23,10 @@ pub struct App {
     default_log_provider: bool,
     /// Herald's public base URL (`HERALD_PUBLIC_URL`): what Twilio signs its callbacks over.
     public_url: Option<url::Url>,
+    /// Which addresses tenant-chosen URLs may reach, and the guarded client built from it
+    /// on first use (a cold start that sends nothing pays nothing).
+    egress_policy: crate::http::egress::EgressPolicy,
+    egress: std::sync::OnceLock<crate::http::egress::Egress>,
 }
 
 impl App {
@@ -33,6 +37,8 @@ impl App {
             verifier,
             default_log_provider: false,
             public_url: None,
+            egress_policy: crate::http::egress::EgressPolicy::public_only(),
+            egress: std::sync::OnceLock::new(),
         }
     }
 
@@ -47,12 +53,30 @@ impl App {
         self
     }
 
+    /// The same app reaching tenant-chosen URLs under `policy` (`HERALD_EGRESS_ALLOW`).
+    pub fn with_egress_policy(mut self, policy: crate::http::egress::EgressPolicy) -> App {
+        self.egress_policy = policy;
+        self.egress = std::sync::OnceLock::new();
+        self
+    }
+
     pub fn default_log_provider(&self) -> bool {
         self.default_log_provider
     }
 
     pub fn public_url(&self) -> Option<&url::Url> {
         self.public_url.as_ref()
+    }
+
+    /// The SSRF-guarded client: public addresses over https unless
+    /// [`App::with_egress_policy`] allowed more.
+    pub fn egress(&self) -> &crate::http::egress::Egress {
+        self.egress.get_or_init(|| {
+            crate::http::egress::Egress::new(
+                self.egress_policy.clone(),
+                crate::http::egress::Timeouts::default(),
+            )
+        })
     }
 
     /// What a function's `main` builds before serving: no network I/O, so the cold start
@@ -66,7 +90,8 @@ impl App {
         )?
         .with_observer(config.observer.clone());
         Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
-            .with_public_url(config.public_url.clone()))
+            .with_public_url(config.public_url.clone())
+            .with_egress_policy(config.egress.clone()))
     }
 
     pub fn function(&self) -> Function {

@@ -112,29 +112,18 @@ impl Database {
         &self,
         tenant: Uuid,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
-        crate::metrics::note_tenant(tenant);
-        Ok(tx)
+        Ok(self.begin_service(tenant).await?.tx)
     }
 
-    /// The pool with no tenant set, for definer functions that find work across tenants
-    /// and return ids only. Every tenant table reads empty here.
-    pub(crate) fn untenanted(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The pool, for work that starts outside any tenant: the scheduler's and the sender's
-    /// definer calls, which return ids only (DESIGN.md rule 7), and LISTEN.
+    /// The pool with no tenant set (every tenant table reads empty through it), for the
+    /// definer functions that find work across tenants and return ids only (DESIGN.md
+    /// rule 7), and for `LISTEN`. Handlers go through [`Database::begin_tenant`].
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// A transaction in `tenant` for Herald's own background work (scheduler, sender,
-    /// provider callbacks), which acts for no member. The tenant must come from a definer
+    /// provider callbacks, webhook deliveries, the dispatcher), which acts for no member. The tenant must come from a definer
     /// function's answer or a verified callback, never from a caller's say-so alone.
     pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
         let tx = self.pool.begin().await?;

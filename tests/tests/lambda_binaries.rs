@@ -345,6 +345,10 @@ async fn the_scheduled_function_binaries_answer_eventbridge_events() {
     let dispatcher = FunctionProcess::function("dispatcher", &pairs).await;
     let drained = dispatcher.invoke(&schedule_event()).await.response();
     assert_eq!(drained["events"], 1, "{drained}");
+    assert_eq!(
+        drained["webhookAttempts"], 0,
+        "no webhook is configured: {drained}"
+    );
     assert_eq!(pending().await, 0, "the dispatcher stamped the event");
 
     let scheduler = start(&app, "scheduler").await;

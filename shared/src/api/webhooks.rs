@@ -15,7 +15,8 @@ use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 use crate::webhooks::input::{CreateWebhook, NewWebhook, UpdateWebhook, WebhookPatch};
-use crate::webhooks::store;
+use crate::webhooks::store::{self, Redelivery};
+use crate::webhooks::target;
 use crate::webhooks::{Secret, Webhook, WebhookLogPage, WebhookPage};
 
 pub const ROUTES: &[Route] = &[
@@ -26,11 +27,23 @@ pub const ROUTES: &[Route] = &[
     Route::new("DELETE", "/api/webhooks/{id}", Webhooks),
     Route::new("POST", "/api/webhooks/{id}/secret", Webhooks),
     Route::new("GET", "/api/webhooks/{id}/logs", Webhooks),
+    Route::new("POST", "/api/webhooks/{id}/test", Webhooks),
+    Route::new("POST", "/api/webhooks/{id}/logs/{logId}/retry", Webhooks),
 ];
 
 /// This function's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, update, delete, regenerate_secret, logs))]
+#[openapi(paths(
+    list,
+    create,
+    get,
+    update,
+    delete,
+    regenerate_secret,
+    logs,
+    test,
+    retry
+))]
 pub struct Doc;
 
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
@@ -42,6 +55,8 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
         "DELETE /api/webhooks/{id}" => delete(app, &req).await,
         "POST /api/webhooks/{id}/secret" => regenerate_secret(app, &req).await,
         "GET /api/webhooks/{id}/logs" => logs(app, &req).await,
+        "POST /api/webhooks/{id}/test" => test(app, &req).await,
+        "POST /api/webhooks/{id}/logs/{logId}/retry" => retry(app, &req).await,
         _ => Err(super::no_route(&req)),
     }
 }
@@ -84,6 +99,9 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let mut tx = app.begin(req, Access::Write).await?;
     let input: CreateWebhook = body::json(req)?;
     let new = NewWebhook::parse(input).map_err(Problem::invalid)?;
+    target::check(app.egress(), &new.url)
+        .await
+        .map_err(|e| Problem::invalid(vec![e]))?;
     let secret = new_secret()?;
     let row = store::insert(&mut tx, &new, &secret).await?;
     events::emit(&mut tx, EventType::WebhookCreated, &row.masked()).await?;
@@ -123,6 +141,11 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let mut tx = app.begin(req, Access::Write).await?;
     let input: UpdateWebhook = body::json(req)?;
     let patch = WebhookPatch::parse(input).map_err(Problem::invalid)?;
+    if let Some(url) = &patch.url {
+        target::check(app.egress(), url)
+            .await
+            .map_err(|e| Problem::invalid(vec![e]))?;
+    }
     let row = store::update(&mut tx, id, &patch)
         .await?
         .ok_or_else(|| Problem::not_found("webhook"))?;
@@ -202,6 +225,92 @@ pub async fn logs(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         total,
         next_cursor,
     })
+}
+
+/// What `test` and `retry` queued.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub delivery_id: uuid::Uuid,
+    /// The `webhook-id` the request carries; its attempts show in the logs under this id.
+    pub event_id: uuid::Uuid,
+}
+
+/// Send a test event (type `webhook_test`, a made-up payload) to the webhook, whatever its
+/// event types. Queued at once; its attempts appear in the logs as any delivery's.
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = uuid::Uuid, Path)),
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The webhook is disabled", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn test(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    let row = live_enabled(&mut tx, id).await?;
+    let event = uuid::Uuid::now_v7();
+    let payload = serde_json::json!({
+        "webhookId": row.id,
+        "message": "A test event from Herald: your endpoint is reachable and can verify signatures.",
+    });
+    let delivery = store::queue_test(&mut tx, id, event, &payload).await?;
+    tx.commit().await?;
+    response::json(
+        StatusCode::ACCEPTED,
+        &Queued {
+            delivery_id: delivery,
+            event_id: event,
+        },
+    )
+}
+
+/// Deliver a logged event again now, by hand: same event, same `webhook-id`; one more
+/// attempt, logged like the others.
+#[utoipa::path(post, path = "/api/webhooks/{id}/logs/{logId}/retry", tag = "webhooks",
+    params(("id" = uuid::Uuid, Path), ("logId" = uuid::Uuid, Path)),
+    responses(
+        (status = 202, description = "Queued", body = Queued),
+        (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The webhook is disabled, or this event is being delivered right now", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
+    ))]
+pub async fn retry(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
+    let id = request::path_uuid(req, "id")?;
+    let log = request::path_uuid(req, "logId")?;
+    let mut tx = app.begin(req, Access::Write).await?;
+    live_enabled(&mut tx, id).await?;
+    let queued = match store::redeliver(&mut tx, id, log).await? {
+        Redelivery::Queued { delivery, event } => Queued {
+            delivery_id: delivery,
+            event_id: event,
+        },
+        Redelivery::NoLog => return Err(Problem::not_found("webhook log")),
+        Redelivery::InFlight => {
+            return Err(Problem::conflict(
+                "this event is being delivered right now; retry when the attempt is logged",
+            ));
+        }
+    };
+    tx.commit().await?;
+    response::json(StatusCode::ACCEPTED, &queued)
+}
+
+/// A live webhook that takes deliveries: 404 when there is none, 409 when it is disabled.
+async fn live_enabled(
+    tx: &mut crate::db::TenantTx,
+    id: uuid::Uuid,
+) -> Result<crate::webhooks::WebhookRow, Problem> {
+    let row = store::get(tx, id)
+        .await?
+        .ok_or_else(|| Problem::not_found("webhook"))?;
+    if !row.enabled {
+        return Err(Problem::conflict(
+            "the webhook is disabled; enable it (PATCH enabled: true) first",
+        ));
+    }
+    Ok(row)
 }
 
 fn new_secret() -> Result<Secret, Problem> {

@@ -40,7 +40,7 @@ pub async fn begin_for(
 ) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
     let tenant: Option<Uuid> = sqlx::query_scalar("SELECT app.ws_connection_tenant($1)")
         .bind(connection_id)
-        .fetch_one(db.untenanted())
+        .fetch_one(db.pool())
         .await?;
     match tenant {
         Some(tenant) => Ok(Some(db.begin_as(tenant).await?)),

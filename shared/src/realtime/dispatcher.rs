@@ -115,7 +115,7 @@ impl Dispatcher {
 
     async fn drain_all(&self) -> Result<Drained, DispatchError> {
         let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT app.tenants_with_pending_events()")
-            .fetch_all(self.db.untenanted())
+            .fetch_all(self.db.pool())
             .await?;
         let mut total = Drained::default();
         let mut first_error = None;
@@ -297,27 +297,50 @@ impl Dispatcher {
     }
 }
 
-/// Runs the dispatcher under the Lambda runtime: whatever the event (an asynchronous kick
-/// after a write, the schedule), it drains the outbox. A failed run is an error, so Lambda
-/// retries the asynchronous invocation.
-pub async fn run_lambda(dispatcher: Dispatcher) -> Result<(), lambda_http::lambda_runtime::Error> {
+/// The dispatcher function's loop: each invocation drains the outbox to WebSocket
+/// subscribers, then makes the webhook deliveries that are due, rounds at a time, until none
+/// is due or [`WEBHOOK_BUDGET`] is spent (the function's timeout leaves room for one more
+/// round of 15-second attempts). What is left waits for the next kick or the schedule.
+pub async fn run_lambda(
+    dispatcher: Dispatcher,
+    egress: crate::http::egress::Egress,
+) -> Result<(), lambda_http::lambda_runtime::Error> {
+    use crate::webhooks::delivery::{self, worker};
     use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let options = delivery::Options::default();
+    let (dispatcher, egress, options) = (&dispatcher, &egress, &options);
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |_: LambdaEvent<serde_json::Value>| {
-            let dispatcher = dispatcher.clone();
-            async move {
-                let drained = dispatcher
-                    .run()
-                    .await
-                    .map_err(|e| Box::new(e) as lambda_http::lambda_runtime::Error)?;
-                Ok::<_, lambda_http::lambda_runtime::Error>(serde_json::json!({
-                    "events": drained.events,
-                    "posts": drained.posts,
-                    "pruned": drained.pruned,
-                    "failed": drained.failed,
-                }))
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let drained = dispatcher
+                .run()
+                .await
+                .map_err(|e| Box::new(e) as lambda_http::lambda_runtime::Error)?;
+            let started = std::time::Instant::now();
+            let mut attempted = 0;
+            while started.elapsed() < WEBHOOK_BUDGET {
+                let round = metrics::instrument(
+                    "dispatcher",
+                    "webhooks",
+                    "",
+                    Box::pin(worker::run_once(&dispatcher.db, egress, options)),
+                )
+                .await?;
+                attempted += round.attempted;
+                if round.attempted == 0 {
+                    break;
+                }
             }
+            Ok::<_, lambda_http::lambda_runtime::Error>(serde_json::json!({
+                "events": drained.events,
+                "posts": drained.posts,
+                "pruned": drained.pruned,
+                "failed": drained.failed,
+                "webhookAttempts": attempted,
+            }))
         },
     ))
     .await
 }
+
+/// How long one dispatcher invocation keeps delivering webhooks.
+pub const WEBHOOK_BUDGET: Duration = Duration::from_secs(30);

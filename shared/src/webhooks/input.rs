@@ -1,7 +1,5 @@
 //! Webhook input as sent, and as parsed into valid values.
 
-use std::net::IpAddr;
-
 use reqwest::Url;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -14,8 +12,9 @@ use crate::http::body::nullable;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// An absolute `https` URL; plain `http` only to a loopback host (`localhost`,
-    /// `127.0.0.0/8`, `[::1]`). No credentials, no fragment; at most 2048 characters.
+    /// An absolute `https` URL to a public address; plain `http` and private addresses
+    /// only where `HERALD_EGRESS_ALLOW` names them (local development). No credentials, no
+    /// fragment; at most 2048 characters.
     pub url: String,
     /// At least one event type of DESIGN.md's list; repeats are dropped.
     pub event_types: Vec<String>,
@@ -62,9 +61,9 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
 }
 
-/// A delivery target. The full SSRF guard (private ranges, `HERALD_EGRESS_ALLOW`,
-/// resolution-time checks) belongs to the delivery issue; here the scheme rule holds:
-/// `https` anywhere, `http` only to a loopback host, which local development needs.
+/// A delivery target, well formed: `http` or `https`, a host, no credentials, no fragment.
+/// Where it may point (public addresses, `https` unless allow-listed) is the egress
+/// policy's to say: [`super::target::check`] when it is saved, the guard at delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookUrl(String);
 
@@ -83,24 +82,11 @@ impl WebhookUrl {
             Invalid::new("must be an absolute URL, such as https://example.com/hooks")
         })?;
         // The parser has already normalised IP literals (`127.1`, `0x7f.0.0.1`, `[::1]`).
-        let Some(host) = url.host_str() else {
+        if url.host_str().is_none() {
             return Err(Invalid::new("must name a host"));
-        };
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        match url.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            "http" => {
-                return Err(Invalid::new(
-                    "must use https (plain http is allowed only to localhost)",
-                ));
-            }
-            _ => return Err(Invalid::new("must be an https URL")),
+        }
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(Invalid::new("must be an https URL"));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Invalid::new(
@@ -249,13 +235,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn https_anywhere_http_only_to_loopback() {
+    fn well_formed_http_and_https_urls_only() {
+        // Where they point is the egress policy's question (`target::check`).
         for good in [
             "https://example.com/hooks",
             "  https://hooks.example.com:8443/a?b=c ",
             "http://localhost:9000/hook",
             "http://127.0.0.1:8080/",
-            "http://127.5.0.1/",
             "http://[::1]:3000/x",
         ] {
             assert!(WebhookUrl::parse(good).is_ok(), "{good:?} was refused");
@@ -264,9 +250,6 @@ mod tests {
             "",
             "example.com/hooks",
             "/hooks",
-            "http://example.com/hooks",
-            "http://10.0.0.1/hooks",
-            "http://localhost.example.com/",
             "ftp://example.com/",
             "file:///etc/passwd",
             "javascript:alert(1)",

@@ -1,9 +1,11 @@
 //! Webhooks: where a tenant's events are delivered, signed with a per-webhook secret.
 
+pub mod delivery;
 pub mod input;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod target;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -68,7 +70,8 @@ impl WebhookRow {
 pub struct Webhook {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    /// Where events are POSTed: `https`, or `http` to a loopback host.
+    /// Where events are POSTed: `https` to a public address, or where `HERALD_EGRESS_ALLOW`
+    /// permits.
     pub url: String,
     pub description: Option<String>,
     /// The event types delivered, from DESIGN.md's list (e.g. `contact_created`).

@@ -177,3 +177,139 @@ pub async fn logs(
     })
     .await?)
 }
+
+/// After a failed delivery: the webhook has been failing since its first failure in a row.
+/// Returns when that was.
+pub async fn mark_failing(
+    tx: &mut TenantTx,
+    id: Uuid,
+) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
+    let tenant = tx.tenant();
+    sqlx::query_scalar(
+        "UPDATE webhooks SET failing_since = coalesce(failing_since, now())
+         WHERE tenant_id = $1 AND id = $2
+         RETURNING failing_since",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await
+}
+
+/// After successful deliveries: these webhooks are no longer failing.
+pub async fn mark_healthy(tx: &mut TenantTx, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let tenant = tx.tenant();
+    sqlx::query(
+        "UPDATE webhooks SET failing_since = NULL
+         WHERE tenant_id = $1 AND id = ANY($2) AND failing_since IS NOT NULL",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Herald turns a webhook off itself (410 Gone, failing too long), saying why. `None` when
+/// it was already off or gone.
+pub async fn disable(
+    tx: &mut TenantTx,
+    id: Uuid,
+    reason: &str,
+) -> Result<Option<WebhookRow>, sqlx::Error> {
+    let tenant = tx.tenant();
+    sqlx::query_as(concat!(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $3, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND enabled AND deleted_at IS NULL
+         RETURNING ",
+        columns!()
+    ))
+    .bind(tenant)
+    .bind(id)
+    .bind(reason)
+    .fetch_optional(tx.conn())
+    .await
+}
+
+/// Queues a delivery of an event made up for the purpose (`POST /api/webhooks/{id}/test`)
+/// and wakes the deliverer at commit. Returns the delivery's id.
+pub async fn queue_test(
+    tx: &mut TenantTx,
+    webhook: Uuid,
+    event: Uuid,
+    payload: &serde_json::Value,
+) -> Result<Uuid, sqlx::Error> {
+    let tenant = tx.tenant();
+    let id = sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries
+             (tenant_id, webhook_id, event_id, event_type, payload, event_created_at)
+         VALUES ($1, $2, $3, 'webhook_test', $4, now())
+         RETURNING id",
+    )
+    .bind(tenant)
+    .bind(webhook)
+    .bind(event)
+    .bind(payload)
+    .fetch_one(tx.conn())
+    .await?;
+    wake_deliverer(tx).await?;
+    Ok(id)
+}
+
+/// What asking to deliver a logged event again found.
+pub enum Redelivery {
+    /// Queued now; the delivery's id and the event's.
+    Queued { delivery: Uuid, event: Uuid },
+    /// No such log for this webhook.
+    NoLog,
+    /// An attempt is in flight right now.
+    InFlight,
+}
+
+/// Queues the event of log `log` for another attempt now (`POST
+/// /api/webhooks/{id}/logs/{logId}/retry`): same event, same `webhook-id`.
+pub async fn redeliver(
+    tx: &mut TenantTx,
+    webhook: Uuid,
+    log: Uuid,
+) -> Result<Redelivery, sqlx::Error> {
+    let tenant = tx.tenant();
+    let event: Option<Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM webhook_logs WHERE tenant_id = $1 AND id = $2 AND webhook_id = $3",
+    )
+    .bind(tenant)
+    .bind(log)
+    .bind(webhook)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(event) = event else {
+        return Ok(Redelivery::NoLog);
+    };
+    let delivery: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE webhook_deliveries
+         SET status = 'pending', next_attempt_at = now(), locked_until = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND webhook_id = $2 AND event_id = $3
+           AND (locked_until IS NULL OR locked_until <= now())
+         RETURNING id",
+    )
+    .bind(tenant)
+    .bind(webhook)
+    .bind(event)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(delivery) = delivery else {
+        return Ok(Redelivery::InFlight);
+    };
+    wake_deliverer(tx).await?;
+    Ok(Redelivery::Queued { delivery, event })
+}
+
+async fn wake_deliverer(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify('herald_webhook_deliveries', '')")
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
