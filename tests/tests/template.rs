@@ -304,3 +304,17 @@ fn every_function_is_a_cargo_lambda_arm64_al2023_function() {
         );
     }
 }
+
+#[test]
+fn every_function_crate_has_its_template_function_and_back() {
+    let template = template();
+    let in_template: BTreeSet<String> =
+        functions(&template).into_iter().map(|f| f.binary).collect();
+    let crates: BTreeSet<String> = herald_tests::function_process::function_names()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        in_template, crates,
+        "template.yaml's functions (BuildProperties.Binary) and the crates under functions/ differ"
+    );
+}
