@@ -23,6 +23,9 @@ use crate::templates::Channel as TemplateChannel;
 use crate::templates::render::{Compiled, ContactVars, RenderContext};
 
 /// What one invocation did.
+/// Attempts at recording one batch's outcomes (see [`Sender::send_batch`]).
+const RECORD_ATTEMPTS: u32 = 3;
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
     pub queued: i64,
@@ -197,10 +200,26 @@ impl Sender {
         }
         let mut ordered = outcomes;
         ordered.sort_by_key(|(m, _)| m.id);
-        let mut tx = self.db.begin_service(tenant).await?;
-        queue::record(&mut tx, &ordered, config.max_consecutive_failures).await?;
-        tx.commit().await?;
-        Ok(ordered.len())
+        // Two senders recording at once can deadlock in PostgreSQL, which then aborts one of
+        // them. The recording is one transaction that changes only rows still `sending`, so
+        // running it again after an abort applies it exactly once.
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.db.begin_service(tenant).await?;
+            let recorded =
+                match queue::record(&mut tx, &ordered, config.max_consecutive_failures).await {
+                    Ok(()) => tx.commit().await.map_err(Problem::from),
+                    Err(problem) => Err(problem),
+                };
+            match recorded {
+                Ok(()) => return Ok(ordered.len()),
+                Err(problem) if attempt < RECORD_ATTEMPTS => {
+                    tracing::warn!(%tenant, attempt, detail = ?problem.detail, "recording a batch failed; retrying");
+                    attempt += 1;
+                }
+                Err(problem) => return Err(problem),
+            }
+        }
     }
 
     /// The next send slot of a rate-limited tenant.
