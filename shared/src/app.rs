@@ -82,13 +82,7 @@ impl App {
     /// What a function's `main` builds before serving: no network I/O, so the cold start
     /// stays short.
     pub fn from_config(function: Function, config: &Config) -> Result<App, sqlx::Error> {
-        let db = Database::connect_lazy(
-            &config.database_url,
-            config.db_max_connections,
-            config.slow_query,
-            &format!("herald-{}", function.name()),
-        )?
-        .with_observer(config.observer.clone());
+        let db = Database::from_config(config, &format!("herald-{}", function.name()))?;
         Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
             .with_public_url(config.public_url.clone())
             .with_egress_policy(config.egress.clone()))

@@ -30,6 +30,19 @@ pub struct Database {
 
 impl Database {
     /// A pool that connects on first use, so a cold start does not wait on the database.
+    /// What a function's `main` connects with: the configured URL, pool size, slow-query
+    /// threshold and observer settings, named `application` in `pg_stat_activity`. Lazy, so
+    /// the cold start does no network I/O.
+    pub fn from_config(config: &crate::Config, application: &str) -> Result<Database, sqlx::Error> {
+        Ok(Database::connect_lazy(
+            &config.database_url,
+            config.db_max_connections,
+            config.slow_query,
+            application,
+        )?
+        .with_observer(config.observer.clone()))
+    }
+
     pub fn connect_lazy(
         url: &str,
         max_connections: u32,

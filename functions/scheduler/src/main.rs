@@ -10,12 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
     let config = Config::from_env()?;
-    let db = Database::connect_lazy(
-        &config.database_url,
-        config.db_max_connections,
-        config.slow_query,
-        "herald-scheduler",
-    )?;
+    let db = Database::from_config(&config, "herald-scheduler")?;
     let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR).await;
     let (db, sender) = (&db, &sender);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

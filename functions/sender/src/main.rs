@@ -17,12 +17,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
     let config = Config::from_env()?;
-    let db = Database::connect_lazy(
-        &config.database_url,
-        config.db_max_connections,
-        config.slow_query,
-        "herald-sender",
-    )?;
+    let db = Database::from_config(&config, "herald-sender")?;
     let outbound = Outbound::new(
         config.egress.clone(),
         config.twilio_base_url.clone(),

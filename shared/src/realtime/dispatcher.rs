@@ -282,12 +282,7 @@ impl Dispatcher {
             .ok()
             .filter(|v| !v.trim().is_empty())
             .ok_or(crate::config::ConfigError::Missing(super::WS_ENDPOINT_VAR))?;
-        let db = Database::connect_lazy(
-            &config.database_url,
-            config.db_max_connections,
-            config.slow_query,
-            "herald-dispatcher",
-        )?;
+        let db = Database::from_config(config, "herald-dispatcher")?;
         let sdk = crate::aws::from_env().await;
         Ok(Dispatcher::new(
             db,

@@ -99,12 +99,7 @@ impl Socket {
     }
 
     pub fn from_config(route: Route, config: &Config) -> Result<Socket, sqlx::Error> {
-        let db = Database::connect_lazy(
-            &config.database_url,
-            config.db_max_connections,
-            config.slow_query,
-            &format!("herald-{}", route.function()),
-        )?;
+        let db = Database::from_config(config, &format!("herald-{}", route.function()))?;
         Ok(Socket::new(route, db, Arc::new(Verifier::new(&config.jwt))))
     }
 
