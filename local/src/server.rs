@@ -108,7 +108,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let public_url: herald::providers::Url = format!("http://{}/", local_endpoint(addr)).parse()?;
     let apps = Function::ALL.map(|f| {
         Arc::new(
-            App::new(f, db.clone(), Arc::clone(&verifier))
+            App::new(f.endpoint(), db.clone(), Arc::clone(&verifier))
                 .with_default_log_provider(config.default_log_provider)
                 .with_public_url(Some(public_url.clone()))
                 .with_egress_policy(config.egress.clone()),

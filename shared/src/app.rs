@@ -7,7 +7,7 @@ use http::HeaderValue;
 use lambda_http::RequestExt;
 use uuid::Uuid;
 
-use crate::api::Function;
+use crate::api::{Endpoint, Function};
 use crate::auth::{self, Access, AuthError, Verifier};
 use crate::config::Config;
 use crate::db::{Database, TenantTx};
@@ -15,7 +15,7 @@ use crate::http::{Body, Locale, Problem, Request, Response, request};
 use crate::metrics;
 
 pub struct App {
-    function: Function,
+    endpoint: Endpoint,
     db: Database,
     verifier: Arc<Verifier>,
     /// Whether tenants without a delivery provider use `log` (herald-local) or cannot start
@@ -30,9 +30,9 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(function: Function, db: Database, verifier: Arc<Verifier>) -> App {
+    pub fn new(endpoint: Endpoint, db: Database, verifier: Arc<Verifier>) -> App {
         App {
-            function,
+            endpoint,
             db,
             verifier,
             default_log_provider: false,
@@ -81,15 +81,16 @@ impl App {
 
     /// What a function's `main` builds before serving: no network I/O, so the cold start
     /// stays short.
-    pub fn from_config(function: Function, config: &Config) -> Result<App, sqlx::Error> {
-        let db = Database::from_config(config, &format!("herald-{}", function.name()))?;
-        Ok(App::new(function, db, Arc::new(Verifier::new(&config.jwt)))
+    pub fn from_config(endpoint: Endpoint, config: &Config) -> Result<App, sqlx::Error> {
+        let name = format!("herald-{}", endpoint.function.name());
+        let db = Database::from_config(config, &name)?;
+        Ok(App::new(endpoint, db, Arc::new(Verifier::new(&config.jwt)))
             .with_public_url(config.public_url.clone())
             .with_egress_policy(config.egress.clone()))
     }
 
     pub fn function(&self) -> Function {
-        self.function
+        self.endpoint.function
     }
 
     pub fn db(&self) -> &Database {
@@ -103,7 +104,7 @@ impl App {
         let observer = self.db.observer();
         metrics::instrument_with(
             Some(observer),
-            self.function.name(),
+            self.endpoint.function.name(),
             &route,
             &request_id,
             self.respond(req, &request_id),
@@ -114,7 +115,7 @@ impl App {
     async fn respond(&self, req: Request, request_id: &str) -> Response<Body> {
         let locale = Locale::negotiate(request::header(&req, "accept-language"));
         let path = req.raw_http_path().to_owned();
-        let mut response = match self.function.handle(self, req).await {
+        let mut response = match (self.endpoint.handler)(self, req).await {
             Ok(response) => response,
             Err(problem) => problem.into_response(locale, &path, request_id),
         };

@@ -1,13 +1,12 @@
 //! The `system` Lambda function. Builds what lives across invocations once (configuration,
 //! the lazily connecting pool, the token verifier) and hands requests to the shared handler.
 
-use herald::api::Function;
 use herald::{App, Config};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
     let config = Config::from_env()?;
-    let app = App::from_config(Function::System, &config)?;
+    let app = App::from_config(herald::api::system::ENDPOINT, &config)?;
     herald::app::run(app).await
 }

@@ -33,6 +33,12 @@ pub const ROUTES: &[Route] = &[
 #[openapi(paths(list, create, get, update, delete, start, cancel, pause, resume))]
 pub struct Doc;
 
+/// What the `campaigns` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Campaigns,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/campaigns" => list(app, &req).await,

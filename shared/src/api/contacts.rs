@@ -31,6 +31,12 @@ pub const ROUTES: &[Route] = &[
 #[openapi(paths(list, create, import, get, update, delete))]
 pub struct Doc;
 
+/// What the `contacts` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Contacts,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/contacts" => list(app, &req).await,

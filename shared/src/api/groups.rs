@@ -40,6 +40,12 @@ pub const ROUTES: &[Route] = &[
 ))]
 pub struct Doc;
 
+/// What the `groups` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Groups,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/groups" => list(app, &req).await,

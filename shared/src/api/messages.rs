@@ -30,6 +30,12 @@ pub const ROUTES: &[Route] = &[
 #[openapi(paths(list, create, get, update_status))]
 pub struct Doc;
 
+/// What the `messages` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Messages,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/messages" => list(app, &req).await,

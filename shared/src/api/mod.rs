@@ -70,17 +70,38 @@ impl Function {
         }
     }
 
-    pub async fn handle(self, app: &App, req: Request) -> Result<Response<Body>, Problem> {
+    /// This function's handler. Only `herald-local`, which serves every route, calls this;
+    /// a Lambda binary names its own module's [`Endpoint`], so that the linker keeps that
+    /// function's handlers and drops the other seven (bootstraps stay small).
+    pub fn endpoint(self) -> Endpoint {
         match self {
-            Function::Contacts => contacts::handle(app, req).await,
-            Function::Groups => groups::handle(app, req).await,
-            Function::Templates => templates::handle(app, req).await,
-            Function::Campaigns => campaigns::handle(app, req).await,
-            Function::Messages => messages::handle(app, req).await,
-            Function::Webhooks => webhooks::handle(app, req).await,
-            Function::Tenants => tenants::handle(app, req).await,
-            Function::System => system::handle(app, req).await,
+            Function::Contacts => contacts::ENDPOINT,
+            Function::Groups => groups::ENDPOINT,
+            Function::Templates => templates::ENDPOINT,
+            Function::Campaigns => campaigns::ENDPOINT,
+            Function::Messages => messages::ENDPOINT,
+            Function::Webhooks => webhooks::ENDPOINT,
+            Function::Tenants => tenants::ENDPOINT,
+            Function::System => system::ENDPOINT,
         }
+    }
+}
+
+/// What a handler returns: the response, or the problem that becomes one.
+pub type Outcome<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<Body>, Problem>> + Send + 'a>,
+>;
+
+/// One HTTP function: its name and routes, and the handler that dispatches on the route key.
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    pub function: Function,
+    pub handler: for<'a> fn(&'a App, Request) -> Outcome<'a>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Endpoint").field(&self.function).finish()
     }
 }
 

@@ -26,6 +26,12 @@ pub const ROUTES: &[Route] = &[
 #[openapi(paths(health, locales, openapi, ws_stats, performance_stats))]
 pub struct Doc;
 
+/// What the `system` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::System,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /health" => health(app).await,

@@ -33,6 +33,12 @@ pub const ROUTES: &[Route] = &[
 #[openapi(paths(list, create, get, update, delete, preview))]
 pub struct Doc;
 
+/// What the `templates` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Templates,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/templates" => list(app, &req).await,

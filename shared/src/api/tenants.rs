@@ -50,6 +50,12 @@ pub const ROUTES: &[Route] = &[
 ))]
 pub struct Doc;
 
+/// What the `tenants` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Tenants,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "POST /api/tenants" => create(app, &req).await,

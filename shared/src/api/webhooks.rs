@@ -46,6 +46,12 @@ pub const ROUTES: &[Route] = &[
 ))]
 pub struct Doc;
 
+/// What the `webhooks` binary serves.
+pub const ENDPOINT: super::Endpoint = super::Endpoint {
+    function: super::Function::Webhooks,
+    handler: |app, req| Box::pin(handle(app, req)),
+};
+
 pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
     match super::route_key(&req) {
         "GET /api/webhooks" => list(app, &req).await,
