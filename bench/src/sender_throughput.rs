@@ -31,6 +31,9 @@ struct Args {
     claim_batch: i64,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Batches in flight at once (Tuning::pipelines).
+    #[arg(long, default_value_t = herald::engine::Tuning::default().pipelines)]
+    pipelines: usize,
     /// Database connections of the sender.
     #[arg(long, default_value_t = 4)]
     connections: u32,
@@ -119,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
     let tuning = Tuning {
         claim_batch: args.claim_batch,
         concurrency: args.concurrency,
+        pipelines: args.pipelines,
         ..Tuning::default()
     };
     let sender = Sender::new(db, outbound, tuning, false);
@@ -145,11 +149,12 @@ async fn main() -> anyhow::Result<()> {
         args.messages
     );
     println!(
-        "  sender: {:.2} s → {:.0} messages/s (claim batch {}, concurrency {}, {} connections)",
+        "  sender: {:.2} s → {:.0} messages/s (claim batch {}, concurrency {}, {} pipelines, {} connections)",
         elapsed.as_secs_f64(),
         args.messages as f64 / elapsed.as_secs_f64(),
         args.claim_batch,
         args.concurrency,
+        args.pipelines,
         args.connections
     );
     println!("  sink alone (wrk -t2 -c64): {sink_rps} requests/s");

@@ -39,6 +39,9 @@ struct Args {
     /// Deliveries claimed per round.
     #[arg(long, default_value_t = 64)]
     batch: i64,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = Options::default().lanes)]
+    lanes: usize,
     /// Length of the wrk run against the receiver.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -107,6 +110,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let options = Options {
         concurrency: args.concurrency,
         batch: args.batch,
+        lanes: args.lanes,
         ..Options::default()
     };
     let started = Instant::now();
@@ -138,7 +142,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     println!("webhook-deliveries");
     println!("  deliveries            {}", args.deliveries);
     println!("  concurrency           {}", args.concurrency);
-    println!("  batch per round       {}", args.batch);
+    println!("  batch per lane        {}", args.batch);
+    println!("  lanes                 {}", args.lanes);
     println!("  receiver hits         {}", hits.load(Ordering::Relaxed));
     println!("  elapsed               {:.2} s", elapsed.as_secs_f64());
     println!("  deliveries/s          {rate:.0}   (target: at least 1,500/s)");

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription, ApiGatewayV2httpResponse,
+};
 use axum::body::Body as AxumBody;
 use axum::extract::{ConnectInfo, State};
 use base64::Engine;
@@ -16,7 +19,7 @@ use http::{HeaderValue, StatusCode, header};
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::Service;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// API Gateway refuses larger payloads before any function sees them.
 pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024 + 64 * 1024;
@@ -97,11 +100,10 @@ pub async fn handle(
         );
     };
     let matched = match_route(parts.method.as_str(), parts.uri.path());
-    let event = event(&parts, &body, &matched, peer);
     let Some(app) = gateway.apps.get(&matched.function).cloned() else {
         return gateway_error(Kind::RouteNotFound, "no function serves this route");
     };
-    match invoke(app, event).await {
+    match invoke(app, event(&parts, &body, matched, peer)).await {
         Ok(response) => into_http(response),
         Err(e) => {
             tracing::error!(error = %e, "invocation failed");
@@ -110,33 +112,46 @@ pub async fn handle(
     }
 }
 
-/// The payload format 2.0 event API Gateway sends for this request.
+/// The payload format 2.0 event API Gateway sends for this request, built as the typed
+/// struct the runtime would deserialize (no JSON in between: this runs on every request).
 fn event(
     parts: &http::request::Parts,
     body: &[u8],
-    matched: &Matched,
+    matched: Matched,
     peer: std::net::SocketAddr,
-) -> Value {
-    let mut headers: HashMap<String, String> = HashMap::new();
+) -> ApiGatewayV2httpRequest {
+    let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
     let mut cookies: Vec<String> = Vec::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    for name in parts.headers.keys() {
+        let mut values = parts.headers.get_all(name).iter();
         if name == header::COOKIE {
-            cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
+            for value in values {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
+            }
             continue;
         }
         // API Gateway joins repeated headers with commas.
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v| {
-                v.push(',');
-                v.push_str(&value);
-            })
-            .or_insert(value);
+        let first = values.next().cloned();
+        let joined = match values.next() {
+            None => first,
+            Some(second) => {
+                let mut all = first.map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+                for value in std::iter::once(second).chain(values) {
+                    all.push(b',');
+                    all.extend_from_slice(value.as_bytes());
+                }
+                HeaderValue::from_bytes(&all).ok()
+            }
+        };
+        if let Some(value) = joined {
+            headers.insert(name.clone(), value);
+        }
     }
     let raw_query = parts.uri.query().unwrap_or("");
     let mut query: HashMap<String, String> = HashMap::new();
     for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+        // API Gateway joins repeated parameters with commas.
         query
             .entry(k.into_owned())
             .and_modify(|e| {
@@ -146,61 +161,75 @@ fn event(
             .or_insert_with(|| v.into_owned());
     }
     let (body, is_base64) = match std::str::from_utf8(body) {
-        _ if body.is_empty() => (Value::Null, false),
-        Ok(text) => (Value::String(text.to_owned()), false),
-        Err(_) => (Value::String(STANDARD.encode(body)), true),
+        _ if body.is_empty() => (None, false),
+        Ok(text) => (Some(text.to_owned()), false),
+        Err(_) => (Some(STANDARD.encode(body)), true),
     };
     let now = time::OffsetDateTime::now_utc();
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let host = headers
-        .get("host")
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
-    json!({
-        "version": "2.0",
-        "routeKey": matched.route_key,
-        "rawPath": parts.uri.path(),
-        "rawQueryString": raw_query,
-        "cookies": if cookies.is_empty() { Value::Null } else { json!(cookies) },
-        "headers": headers,
-        "queryStringParameters": if query.is_empty() { Value::Null } else { json!(query) },
-        "pathParameters": if matched.params.is_empty() { Value::Null } else { json!(matched.params) },
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": host,
-            "domainPrefix": host.split('.').next().unwrap_or("localhost"),
-            "http": {
-                "method": parts.method.as_str(),
-                "path": parts.uri.path(),
-                "protocol": format!("{:?}", parts.version),
-                "sourceIp": peer.ip().to_string(),
-                "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
-            },
-            "requestId": request_id,
-            "routeKey": matched.route_key,
-            "stage": "$default",
-            "time": now.format(&time::macros::format_description!(
-                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-            )).unwrap_or_default(),
-            "timeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
-        },
-        "body": body,
-        "isBase64Encoded": is_base64,
-    })
+    let header_text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let host = header_text(header::HOST).unwrap_or_else(|| "localhost".into());
+    let user_agent = header_text(header::USER_AGENT).unwrap_or_default();
+
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(parts.uri.path().to_owned());
+    http.protocol = Some(format!("{:?}", parts.version));
+    http.source_ip = Some(peer.ip().to_string());
+    http.user_agent = Some(user_agent);
+
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.account_id = Some("000000000000".into());
+    context.apiid = Some("local".into());
+    context.domain_prefix = Some(host.split('.').next().unwrap_or("localhost").to_owned());
+    context.domain_name = Some(host);
+    context.http = http;
+    context.request_id = Some(uuid::Uuid::new_v4().simple().to_string());
+    context.route_key = Some(matched.route_key.clone());
+    context.stage = Some("$default".into());
+    context.time = now
+        .format(&time::macros::format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+        ))
+        .ok();
+    context.time_epoch = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(matched.route_key);
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = Some(raw_query.to_owned());
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.headers = headers;
+    event.query_string_parameters = query.into();
+    event.path_parameters = matched.params;
+    event.request_context = context;
+    event.body = body;
+    event.is_base64_encoded = is_base64;
+    event
 }
 
 /// Runs the event through `lambda_http`'s adapter, as the Lambda runtime would, and returns
 /// the response document the runtime would post back.
-async fn invoke(app: Arc<App>, event: Value) -> anyhow::Result<ApiGatewayV2httpResponse> {
-    let request: LambdaRequest = serde_json::from_value(event)?;
+async fn invoke(
+    app: Arc<App>,
+    event: ApiGatewayV2httpRequest,
+) -> anyhow::Result<ApiGatewayV2httpResponse> {
     let mut adapter = lambda_http::Adapter::from(lambda_http::service_fn(move |req| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(app.serve(req).await) }
     }));
     let response = adapter
-        .call(LambdaEvent::new(request, Context::default()))
+        .call(LambdaEvent::new(
+            LambdaRequest::ApiGatewayV2(event),
+            Context::default(),
+        ))
         .await?;
+    // lambda_http keeps its response enum private; its JSON is what the runtime posts.
     Ok(serde_json::from_value(serde_json::to_value(response)?)?)
 }
 
@@ -263,5 +292,42 @@ mod tests {
         assert_eq!(match_route("GET", "/nope").function, Function::System);
         let member = match_route("PUT", "/api/tenant/members/auth0%7Cab+c%26d");
         assert_eq!(member.params["sub"], "auth0|ab+c&d");
+    }
+
+    #[test]
+    fn events_join_repeats_split_cookies_and_encode_binary_bodies() {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri("/api/contacts/abc?tag=a&tag=b+c&limit=5")
+            .header("x-many", "1")
+            .header("x-many", "2")
+            .header("cookie", "a=1; b=2")
+            .header("host", "herald.example.com")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let matched = match_route("GET", parts.uri.path());
+        let event = event(&parts, &[0xff, 0x00], matched, peer);
+        assert_eq!(event.route_key.as_deref(), Some("GET /api/contacts/{id}"));
+        assert_eq!(event.path_parameters["id"], "abc");
+        assert_eq!(event.headers["x-many"], "1,2");
+        assert!(event.headers.get("cookie").is_none());
+        assert_eq!(event.cookies, Some(vec!["a=1".into(), "b=2".into()]));
+        assert_eq!(event.query_string_parameters.first("tag"), Some("a,b c"));
+        assert_eq!(
+            event.raw_query_string.as_deref(),
+            Some("tag=a&tag=b+c&limit=5")
+        );
+        assert!(event.is_base64_encoded);
+        assert_eq!(event.body.as_deref(), Some("/wA="));
+        let context = &event.request_context;
+        assert_eq!(context.domain_prefix.as_deref(), Some("herald"));
+        assert_eq!(context.http.method, http::Method::GET);
+        assert_eq!(context.http.source_ip.as_deref(), Some("127.0.0.1"));
+        // The runtime reads what API Gateway writes: the event survives its JSON form.
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["requestContext"]["http"]["path"], "/api/contacts/abc");
+        let _: LambdaRequest = serde_json::from_value(json).unwrap();
     }
 }

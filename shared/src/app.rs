@@ -208,12 +208,9 @@ pub async fn run(app: App) -> Result<(), lambda_http::Error> {
     })
     .await;
     let app = Arc::new(app);
-    let dispatcher = crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR)
-        .await
-        .map(Arc::new);
-    let sender = crate::kick::Kick::from_env(crate::engine::SENDER_FUNCTION_VAR)
-        .await
-        .map(Arc::new);
+    let dispatcher =
+        crate::kick::Kick::from_env(crate::realtime::DISPATCHER_FUNCTION_VAR).map(Arc::new);
+    let sender = crate::kick::Kick::from_env(crate::engine::SENDER_FUNCTION_VAR).map(Arc::new);
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
         let app = Arc::clone(&app);
         let (dispatcher, sender) = (dispatcher.clone(), sender.clone());

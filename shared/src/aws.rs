@@ -15,12 +15,25 @@ pub fn http_client() -> SharedHttpClient {
 }
 
 /// The Lambda environment's region and credentials (`AWS_REGION`, the execution role's
-/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`).
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`), which Lambda sets for
+/// the life of the execution environment.
+///
+/// Only the environment, not the SDK's default chain: that chain (profile files, SSO, STS
+/// web identity, the instance metadata service) is never used in Lambda, costs init time
+/// and links about a megabyte more into every bootstrap.
 pub async fn from_env() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()))
+        .map(Region::new);
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        ))
         .http_client(http_client())
-        .load()
-        .await
+        .build()
 }
 
 /// For `herald-local` and tests: a fixed region and dummy static credentials. Requests are

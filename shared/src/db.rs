@@ -57,6 +57,9 @@ impl Database {
         ))
     }
 
+    /// How long a pooled connection may idle before it is checked on acquire.
+    pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
     pub fn connect_lazy_with(
         options: PgConnectOptions,
         max_connections: u32,
@@ -72,6 +75,18 @@ impl Database {
             // Fail fast when the pool is exhausted or the server is gone: a 503 the client
             // can retry beats a request that hangs until API Gateway's 30 s timeout.
             .acquire_timeout(Duration::from_secs(3))
+            // A connection that idled (a Lambda container frozen between invocations, a quiet
+            // server) may have been closed by the server or a proxy: ping it first. One in
+            // steady use skips the ping, a round trip that would add a fifth to a read's four.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Database::PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let observer = Observer::new(pool.clone(), ObserverConfig::default());
         Database { pool, observer }

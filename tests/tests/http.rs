@@ -160,3 +160,30 @@ async fn the_openapi_document_describes_every_route() {
     assert!(doc["components"]["schemas"]["ProblemDocument"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// A pooled connection the server closed (a restart, a proxy's idle timeout, a Lambda
+/// container thawed after minutes) is checked before use once it has idled, and replaced.
+#[tokio::test]
+async fn pooled_connections_the_server_closed_are_replaced() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+    alice.get("/api/contacts").await.ok(200);
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND usename = 'herald_app') t",
+    )
+    .bind(&app.db_name)
+    .fetch_one(&app.owner)
+    .await
+    .unwrap();
+    assert!(killed > 0, "the server held pooled connections");
+    // Idling past the threshold is the condition under test, not synchronisation.
+    tokio::time::sleep(
+        herald::db::Database::PING_IF_IDLE_FOR + std::time::Duration::from_millis(200),
+    )
+    .await;
+    for _ in 0..killed + 1 {
+        alice.get("/api/contacts").await.ok(200);
+    }
+}

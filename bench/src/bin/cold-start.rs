@@ -48,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
             "DATABASE_URL",
             "postgres://herald_app@127.0.0.1:5432/herald",
         ),
+        // migrate reads the owner's URL at init (it connects only when invoked).
+        (
+            "OWNER_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/herald",
+        ),
         ("HERALD_JWT_SECRET", "cold-start-bench-secret-long-enough"),
         ("HERALD_WS_ENDPOINT", "http://127.0.0.1:9/local"),
     ];

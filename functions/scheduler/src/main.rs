@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
     let config = Config::from_env()?;
     let db = Database::from_config(&config, "herald-scheduler")?;
-    let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR).await;
+    let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR);
     let (db, sender) = (&db, &sender);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let report = herald::engine::invocation::schedule(db, &event.context.request_id)

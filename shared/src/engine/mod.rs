@@ -58,6 +58,8 @@ pub struct Tuning {
     pub claim_batch: i64,
     /// Provider calls in flight at once per batch.
     pub concurrency: usize,
+    /// Batches of one tenant in flight at once in one sender.
+    pub pipelines: usize,
     /// How long a claimed message belongs to its sender.
     pub lease: Duration,
     /// Attempts before a transiently failing message fails for good.
@@ -72,6 +74,7 @@ impl Default for Tuning {
             materialize_batch: 20_000,
             claim_batch: 200,
             concurrency: 32,
+            pipelines: 4,
             lease: Duration::from_secs(60),
             max_attempts: 5,
             backoff: Duration::from_secs(1),

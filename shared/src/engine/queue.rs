@@ -128,34 +128,13 @@ pub async fn templates(tx: &mut TenantTx, ids: &[Uuid]) -> Result<Vec<CampaignTe
     .await?)
 }
 
-/// Stores the rendered bodies of claimed messages.
-pub async fn store_bodies(
-    tx: &mut TenantTx,
-    ids: &[Uuid],
-    bodies: &[String],
-) -> Result<(), Problem> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let tenant = tx.tenant();
-    sqlx::query(
-        "UPDATE messages m SET body = u.body
-         FROM unnest($2::uuid[], $3::text[]) AS u(id, body)
-         WHERE m.tenant_id = $1 AND m.id = u.id",
-    )
-    .bind(tenant)
-    .bind(ids)
-    .bind(bodies)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
 /// How one claimed message ended this attempt.
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Sent {
         provider_id: Option<String>,
+        /// The rendered body, to keep in the history; `None` when the row already has it.
+        body: Option<String>,
     },
     /// Try again after the backoff (the message stays `sending`, its lease moved).
     Retry {
@@ -194,6 +173,7 @@ pub async fn record(
     let tenant = tx.tenant();
     let mut sent_ids = Vec::new();
     let mut sent_pids: Vec<Option<String>> = Vec::new();
+    let mut sent_bodies: Vec<Option<String>> = Vec::new();
     let mut failed_ids = Vec::new();
     let mut failed_errors = Vec::new();
     let mut retry_ids = Vec::new();
@@ -204,9 +184,10 @@ pub async fn record(
     let mut opted_out = Vec::new();
     for (m, outcome) in outcomes {
         match outcome {
-            Outcome::Sent { provider_id } => {
+            Outcome::Sent { provider_id, body } => {
                 sent_ids.push(m.id);
                 sent_pids.push(provider_id.clone());
+                sent_bodies.push(body.clone());
             }
             Outcome::Retry { error, after } => {
                 retry_ids.push(m.id);
@@ -251,8 +232,9 @@ pub async fn record(
             sqlx::query_as::<_, Message>(concat!(
                 "UPDATE messages m SET status = 'sent', sent_at = now(), leased_until = NULL,
                     error = NULL, updated_at = now(),
-                    provider_message_id = coalesce(r.pid, m.provider_message_id)
-                 FROM unnest($2::uuid[], $3::text[]) AS r(id, pid)
+                    provider_message_id = coalesce(r.pid, m.provider_message_id),
+                    body = coalesce(r.body, m.body)
+                 FROM unnest($2::uuid[], $3::text[], $4::text[]) AS r(id, pid, body)
                  WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
                  RETURNING ",
                 message_columns!()
@@ -260,6 +242,7 @@ pub async fn record(
             .bind(tenant)
             .bind(&sent_ids)
             .bind(&sent_pids)
+            .bind(&sent_bodies)
             .fetch_all(tx.conn())
             .await?,
         );

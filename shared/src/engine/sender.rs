@@ -22,10 +22,32 @@ use crate::providers::{Delivery, Outbound, Outgoing, ProviderConfig, store as pr
 use crate::templates::Channel as TemplateChannel;
 use crate::templates::render::{Compiled, ContactVars, RenderContext};
 
-/// What one invocation did.
-/// Attempts at recording one batch's outcomes (see [`Sender::send_batch`]).
-const RECORD_ATTEMPTS: u32 = 3;
+/// Attempts at one claim or one recording (see [`retrying`]).
+const ATTEMPTS: u32 = 3;
 
+/// Runs a transaction again when it failed. Senders (and one sender's pipelines) claiming
+/// and recording at once can deadlock in PostgreSQL, which then aborts one of them; each
+/// transaction here changes only rows still in the state it expects, so running it again
+/// after an abort applies it exactly once.
+async fn retrying<T, F, Fut>(tenant: Uuid, what: &str, mut run: F) -> Result<T, Problem>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Problem>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Ok(done) => return Ok(done),
+            Err(problem) if attempt < ATTEMPTS => {
+                tracing::warn!(%tenant, attempt, detail = ?problem.detail, "{what} failed; retrying");
+                attempt += 1;
+            }
+            Err(problem) => return Err(problem),
+        }
+    }
+}
+
+/// What one invocation did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
     pub queued: i64,
@@ -33,6 +55,16 @@ pub struct Report {
     pub sent: usize,
     pub failed: usize,
     pub retried: usize,
+}
+
+impl Report {
+    fn add(&mut self, other: &Report) {
+        self.queued += other.queued;
+        self.claimed += other.claimed;
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.retried += other.retried;
+    }
 }
 
 pub struct Sender {
@@ -91,13 +123,31 @@ impl Sender {
                 if Instant::now() >= deadline {
                     break;
                 }
-                let claimed = self.send_batch(tenant, &mut report).await?;
-                busy |= claimed > 0;
+                // Several batches of one tenant in flight: while one waits on its provider
+                // calls, another claims or records. SKIP LOCKED keeps them apart.
+                let lanes = (0..self.tuning.pipelines.max(1)).map(|_| self.drain(tenant, deadline));
+                for lane in futures_util::future::join_all(lanes).await {
+                    let lane = lane?;
+                    busy |= lane.claimed > 0;
+                    report.add(&lane);
+                }
             }
             if !busy || Instant::now() >= deadline {
                 return Ok(report);
             }
         }
+    }
+
+    /// Sends `tenant`'s batches one after another until none is left, a batch fails, or the
+    /// deadline passes.
+    async fn drain(&self, tenant: Uuid, deadline: Instant) -> Result<Report, Problem> {
+        let mut report = Report::default();
+        while Instant::now() < deadline {
+            if self.send_batch(tenant, &mut report).await? == 0 {
+                break;
+            }
+        }
+        Ok(report)
     }
 
     async fn provider_config(&self, tenant: Uuid) -> Result<Option<ProviderConfig>, Problem> {
@@ -123,25 +173,11 @@ impl Sender {
             limit = limit.min(fits.max(1));
         }
 
-        let mut tx = self.db.begin_service(tenant).await?;
-        let claimed = queue::claim(&mut tx, limit, self.tuning.lease).await?;
-        if claimed.is_empty() {
-            tx.commit().await?;
+        let prepared = retrying(tenant, "claiming a batch", || self.claim(tenant, limit)).await?;
+        if prepared.is_empty() {
             return Ok(0);
         }
-        let prepared = self.prepare(&mut tx, &claimed).await?;
-        let (ids, bodies): (Vec<Uuid>, Vec<String>) = prepared
-            .iter()
-            .filter_map(|(m, p)| match p {
-                Prepared::Send(out) if m.body.as_deref() != Some(out.body.as_str()) => {
-                    Some((m.id, out.body.clone()))
-                }
-                _ => None,
-            })
-            .unzip();
-        queue::store_bodies(&mut tx, &ids, &bodies).await?;
-        tx.commit().await?;
-        report.claimed += claimed.len();
+        report.claimed += prepared.len();
 
         let provider = self.outbound.provider(&config);
         let interval = config
@@ -163,7 +199,11 @@ impl Sender {
                                 tokio::time::sleep_until(at.into()).await;
                             }
                             match provider.send(&out).await {
-                                Delivery::Sent { provider_id } => Outcome::Sent { provider_id },
+                                Delivery::Sent { provider_id } => Outcome::Sent {
+                                    provider_id,
+                                    body: (m.body.as_deref() != Some(out.body.as_str()))
+                                        .then(|| out.body.clone()),
+                                },
                                 Delivery::Permanent(error) => Outcome::Failed {
                                     error,
                                     opted_out: false,
@@ -200,26 +240,29 @@ impl Sender {
         }
         let mut ordered = outcomes;
         ordered.sort_by_key(|(m, _)| m.id);
-        // Two senders recording at once can deadlock in PostgreSQL, which then aborts one of
-        // them. The recording is one transaction that changes only rows still `sending`, so
-        // running it again after an abort applies it exactly once.
-        let mut attempt = 1;
-        loop {
+        retrying(tenant, "recording a batch", || async {
             let mut tx = self.db.begin_service(tenant).await?;
-            let recorded =
-                match queue::record(&mut tx, &ordered, config.max_consecutive_failures).await {
-                    Ok(()) => tx.commit().await.map_err(Problem::from),
-                    Err(problem) => Err(problem),
-                };
-            match recorded {
-                Ok(()) => return Ok(ordered.len()),
-                Err(problem) if attempt < RECORD_ATTEMPTS => {
-                    tracing::warn!(%tenant, attempt, detail = ?problem.detail, "recording a batch failed; retrying");
-                    attempt += 1;
-                }
-                Err(problem) => return Err(problem),
-            }
+            queue::record(&mut tx, &ordered, config.max_consecutive_failures).await?;
+            tx.commit().await.map_err(Problem::from)
+        })
+        .await?;
+        Ok(ordered.len())
+    }
+
+    /// Claims up to `limit` of `tenant`'s due messages and renders them, in one transaction.
+    /// Rendered bodies are stored with the outcome ([`queue::record`]), not here: a second
+    /// update of a row claimed in the same transaction would re-check its campaign foreign
+    /// key, waiting on a recorder that holds the campaign, a deadlock with two pipelines.
+    async fn claim(&self, tenant: Uuid, limit: i64) -> Result<Vec<(Claimed, Prepared)>, Problem> {
+        let mut tx = self.db.begin_service(tenant).await?;
+        let claimed = queue::claim(&mut tx, limit, self.tuning.lease).await?;
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
         }
+        let prepared = self.prepare(&mut tx, &claimed).await?;
+        tx.commit().await?;
+        Ok(prepared)
     }
 
     /// The next send slot of a rate-limited tenant.

@@ -21,11 +21,13 @@ pub use worker::{Round, run_once};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub schedule: Schedule,
-    /// How long a claim holds a delivery; longer than an attempt can take (15 s).
+    /// How long a claim holds a delivery. It must cover sending a batch while the other
+    /// lanes share the permits: `lanes * batch / concurrency` waves of at most 15 s.
     pub lease: Duration,
-    /// Deliveries claimed per tenant per round, sent together and recorded together; a
-    /// claim's lease must cover sending them (`batch / concurrency` waves of at most 15 s).
+    /// Deliveries claimed per tenant per lane, sent together and recorded together.
     pub batch: i64,
+    /// Batches in flight at once.
+    pub lanes: usize,
     /// Tenants served per round.
     pub tenants: i32,
     /// Attempts in flight at once.
@@ -40,8 +42,9 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             schedule: Schedule::standard(),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(90),
             batch: 64,
+            lanes: 2,
             tenants: 100,
             concurrency: 32,
             disable_after: Duration::from_secs(5 * 24 * 3600),

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use sqlx::postgres::PgListener;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -70,10 +71,10 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// One round: every tenant with due deliveries, up to `options.batch` of each, sent
-/// `options.concurrency` at a time and recorded together. What the dispatcher function
-/// calls; call again while it attempts anything. Tenants take their turns one after the
-/// other, so each claim's lease covers one batch's sending (at most 15 s per wave).
+/// One round: every tenant with due deliveries, up to `options.batch` of each per lane,
+/// `options.lanes` batches in flight at once (while one lane waits on receivers, another
+/// claims or records), `options.concurrency` attempts in flight across them. What the
+/// dispatcher function calls; call again while it attempts anything.
 pub async fn run_once(
     db: &Database,
     egress: &Egress,
@@ -84,44 +85,65 @@ pub async fn run_once(
             .bind(options.tenants)
             .fetch_all(db.pool())
             .await?;
-    let mut round = Round::default();
+    let lanes = options.lanes.max(1);
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    for tenant in tenants {
-        let (live, gone): (Vec<_>, Vec<_>) = claim(db, tenant, options)
-            .await?
-            .into_iter()
-            .partition(|d| d.live);
-        if !gone.is_empty() {
-            let ids: Vec<Uuid> = gone.iter().map(|d| d.id).collect();
-            record::cancel(db, tenant, &ids).await?;
-            round.cancelled += ids.len();
-        }
-        round.attempted += live.len();
+    let batches = tenants
+        .into_iter()
+        .flat_map(|tenant| std::iter::repeat_n(tenant, lanes))
+        .map(|tenant| batch(db, egress, options, tenant, Arc::clone(&permits)));
+    let mut round = Round::default();
+    let mut done = futures_util::stream::iter(batches).buffer_unordered(lanes);
+    while let Some(batch) = done.next().await {
+        let batch = batch?;
+        round.attempted += batch.attempted;
+        round.cancelled += batch.cancelled;
+    }
+    Ok(round)
+}
 
-        let mut tasks = tokio::task::JoinSet::new();
-        for delivery in live {
-            let permit = Arc::clone(&permits)
-                .acquire_owned()
-                .await
-                .expect("never closed");
-            let egress = egress.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                let attempt = deliver::send(&egress, &delivery).await;
-                (delivery, attempt)
-            });
+/// One batch of one tenant: claim, send, record.
+async fn batch(
+    db: &Database,
+    egress: &Egress,
+    options: &Options,
+    tenant: Uuid,
+    permits: Arc<Semaphore>,
+) -> Result<Round, sqlx::Error> {
+    let mut round = Round::default();
+    let (live, gone): (Vec<_>, Vec<_>) = claim(db, tenant, options)
+        .await?
+        .into_iter()
+        .partition(|d| d.live);
+    if !gone.is_empty() {
+        let ids: Vec<Uuid> = gone.iter().map(|d| d.id).collect();
+        record::cancel(db, tenant, &ids).await?;
+        round.cancelled += ids.len();
+    }
+    round.attempted += live.len();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for delivery in live {
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let egress = egress.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let attempt = deliver::send(&egress, &delivery).await;
+            (delivery, attempt)
+        });
+    }
+    let mut done = Vec::with_capacity(tasks.len());
+    while let Some(finished) = tasks.join_next().await {
+        match finished {
+            Ok(pair) => done.push(pair),
+            Err(e) => tracing::error!(error = %e, "a webhook attempt panicked"),
         }
-        let mut done = Vec::with_capacity(tasks.len());
-        while let Some(finished) = tasks.join_next().await {
-            match finished {
-                Ok(pair) => done.push(pair),
-                Err(e) => tracing::error!(error = %e, "a webhook attempt panicked"),
-            }
-        }
-        if let Err(e) = record::record_all(db, tenant, &done, options).await {
-            // The leases run out and the deliveries are tried again: repeated, not lost.
-            tracing::error!(error = %e, %tenant, "recording webhook attempts failed");
-        }
+    }
+    if let Err(e) = record::record_all(db, tenant, &done, options).await {
+        // The leases run out and the deliveries are tried again: repeated, not lost.
+        tracing::error!(error = %e, %tenant, "recording webhook attempts failed");
     }
     Ok(round)
 }
