@@ -508,6 +508,48 @@ async fn failures_retry_then_fail_and_a_run_of_failures_pauses_the_campaign() {
         .ok(200)
         .clone();
     assert_eq!(c["sentCount"], 0);
+
+    // Cancelled while its messages wait out a retry's backoff (their leases still running,
+    // so the cancel leaves them): once the leases end, the sender cancels them too.
+    let slow = Tuning {
+        backoff: Duration::from_secs(4),
+        max_attempts: 5,
+        ..Tuning::default()
+    };
+    let group = audience(&app, tenant, 4, 0, 0).await;
+    let id = campaign(&alice, &template, group).await;
+    alice
+        .post(&format!("/api/campaigns/{id}/start"), &json!({}))
+        .await
+        .ok(200);
+    let s = sender(&app, slow);
+    s.run_once(Duration::from_secs(10)).await.unwrap();
+    wait_status(&app, &id, "paused", Duration::from_secs(30)).await;
+    alice
+        .post(&format!("/api/campaigns/{id}/cancel"), &json!({}))
+        .await
+        .ok(200);
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM messages WHERE campaign_id = $1 AND status = 'sending'",
+        )
+        .bind(uuid::Uuid::parse_str(id.as_str()).unwrap())
+        .fetch_one(&app.owner)
+        .await
+        .unwrap()
+    };
+    assert!(waiting().await > 0, "the cancel left messages in backoff");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while waiting().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "messages stayed sending"
+        );
+        s.run_once(Duration::from_secs(5)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = message_counts(&app, &id).await;
+    assert_eq!(counts["cancelled"], 4, "{counts:?}");
 }
 
 #[tokio::test]

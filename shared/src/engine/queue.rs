@@ -500,6 +500,29 @@ async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), Problem> 
     Ok(())
 }
 
+/// Cancels the messages a cancel had to leave `sending` because their lease had not run out
+/// yet (waiting on a retry's backoff, or in flight), once it has: they would otherwise stay
+/// `sending` for ever, since nothing claims messages of a campaign that is not running.
+pub async fn sweep_cancelled(tx: &mut TenantTx) -> Result<u64, Problem> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query(
+        "WITH left_behind AS MATERIALIZED (
+            SELECT m.id FROM messages m
+            JOIN campaigns c ON c.tenant_id = m.tenant_id AND c.id = m.campaign_id
+            WHERE m.tenant_id = $1 AND m.status = 'sending' AND m.leased_until < now()
+              AND c.status = 'cancelled'
+            FOR UPDATE OF m SKIP LOCKED
+         )
+         UPDATE messages m SET status = 'cancelled', cancelled_at = now(), leased_until = NULL,
+            updated_at = now()
+         FROM left_behind WHERE m.tenant_id = $1 AND m.id = left_behind.id",
+    )
+    .bind(tenant)
+    .execute(tx.conn())
+    .await?
+    .rows_affected())
+}
+
 /// Cancels a campaign's queued messages (in the cancel's own transaction): nothing more of
 /// it is sent beyond the messages already in flight. Rows a sender is claiming right now
 /// are skipped, not waited for: they are in flight (and waiting on them while holding the

@@ -255,6 +255,7 @@ impl Sender {
     /// key, waiting on a recorder that holds the campaign, a deadlock with two pipelines.
     async fn claim(&self, tenant: Uuid, limit: i64) -> Result<Vec<(Claimed, Prepared)>, Problem> {
         let mut tx = self.db.begin_service(tenant).await?;
+        queue::sweep_cancelled(&mut tx).await?;
         let claimed = queue::claim(&mut tx, limit, self.tuning.lease).await?;
         if claimed.is_empty() {
             tx.commit().await?;
