@@ -33,6 +33,10 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
+/// The allocator `herald-local serve` runs with (local/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// HS256 secret the in-process server accepts; the bench signs its token with it.
 const SECRET: &str = "herald-bench-secret-not-for-production";
 const OWNER_SUB: &str = "bench-owner";
