@@ -123,7 +123,7 @@ fn event(
     let mut headers = http::HeaderMap::with_capacity(parts.headers.len());
     let mut cookies: Vec<String> = Vec::new();
     for name in parts.headers.keys() {
-        let mut values = parts.headers.get_all(name).iter();
+        let values = parts.headers.get_all(name);
         if name == header::COOKIE {
             for value in values {
                 let value = String::from_utf8_lossy(value.as_bytes());
@@ -131,17 +131,13 @@ fn event(
             }
             continue;
         }
-        // API Gateway joins repeated headers with commas.
-        let first = values.next().cloned();
-        let joined = match values.next() {
-            None => first,
-            Some(second) => {
-                let mut all = first.map(|v| v.as_bytes().to_vec()).unwrap_or_default();
-                for value in std::iter::once(second).chain(values) {
-                    all.push(b',');
-                    all.extend_from_slice(value.as_bytes());
-                }
-                HeaderValue::from_bytes(&all).ok()
+        // API Gateway joins repeated headers with commas; a single value is kept as it is.
+        let mut each = values.iter();
+        let joined = match (each.next(), each.next()) {
+            (Some(only), None) => Some(only.clone()),
+            _ => {
+                let all: Vec<&[u8]> = values.iter().map(HeaderValue::as_bytes).collect();
+                HeaderValue::from_bytes(&all.join(&b","[..])).ok()
             }
         };
         if let Some(value) = joined {

@@ -10,6 +10,7 @@
 //! aws-sdk-lambda: every HTTP function kicks, and the SDK client with its HTTP/2-capable
 //! stack was about a megabyte of each bootstrap, for one call.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -19,7 +20,6 @@ use aws_sigv4::sign::v4;
 /// A worker function that can be woken.
 #[derive(Clone)]
 pub struct Kick {
-    client: reqwest::Client,
     /// `…/2015-03-31/functions/{name}/invocations`
     url: String,
     region: String,
@@ -54,14 +54,7 @@ impl Kick {
     ) -> Option<Kick> {
         let endpoint = endpoint.unwrap_or_else(|| format!("https://lambda.{region}.amazonaws.com"));
         let name: String = form_urlencoded::byte_serialize(function.as_bytes()).collect();
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .ok()?;
         Some(Kick {
-            client,
             url: format!(
                 "{}/2015-03-31/functions/{name}/invocations",
                 endpoint.trim_end_matches('/')
@@ -110,8 +103,15 @@ impl Kick {
         let (instructions, _signature) = sign(signable, &params)?.into_parts();
         instructions.apply_to_request_http1x(&mut request);
         let request = reqwest::Request::try_from(request)?;
-        Ok(self.client.execute(request).await?.status())
+        Ok(client().execute(request).await?.status())
     }
+}
+
+/// One client for every kick of the process, built on the first kick: a function's init
+/// (its cold start) builds no TLS client for kicks it may never make.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| crate::http::client::outbound(Duration::from_secs(5)))
 }
 
 fn env(name: &str) -> Option<String> {

@@ -88,7 +88,7 @@ impl Function {
 }
 
 /// What a handler returns: the response, or the problem that becomes one.
-pub type Outcome<'a> = std::pin::Pin<
+pub type HandlerFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Response<Body>, Problem>> + Send + 'a>,
 >;
 
@@ -96,7 +96,7 @@ pub type Outcome<'a> = std::pin::Pin<
 #[derive(Clone, Copy)]
 pub struct Endpoint {
     pub function: Function,
-    pub handler: for<'a> fn(&'a App, Request) -> Outcome<'a>,
+    pub handler: for<'a> fn(&'a App, Request) -> HandlerFuture<'a>,
 }
 
 impl std::fmt::Debug for Endpoint {
