@@ -54,6 +54,11 @@ pub async fn run_scheduler(db: Database, every: Duration) {
             Ok(_) => {}
             Err(problem) => tracing::error!(detail = ?problem.detail, "scheduler pass failed"),
         }
+        if let Err(e) =
+            herald::idempotency::purge(&db, herald::engine::invocation::PURGE_PER_RUN).await
+        {
+            tracing::warn!(error = %e, "idempotency key purge failed");
+        }
         tokio::time::sleep(every).await;
     }
 }

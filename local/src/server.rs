@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub twilio_base_url: herald::providers::Url,
     /// The webhook deliverer's schedule, lease and pace (tests shorten the schedule).
     pub webhook_delivery: herald::webhooks::delivery::Options,
+    /// How long a request holds its `Idempotency-Key` (fault tests shorten it).
+    pub idempotency_lease: Duration,
 }
 
 impl ServerConfig {
@@ -70,6 +72,7 @@ impl ServerConfig {
             tuning: herald::engine::Tuning::default(),
             twilio_base_url: herald::providers::TWILIO_API.parse().expect("a valid URL"),
             webhook_delivery: herald::webhooks::delivery::Options::default(),
+            idempotency_lease: herald::idempotency::LEASE,
         }
     }
 }
@@ -111,7 +114,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             App::new(f.endpoint(), db.clone(), Arc::clone(&verifier))
                 .with_default_log_provider(config.default_log_provider)
                 .with_public_url(Some(public_url.clone()))
-                .with_egress_policy(config.egress.clone()),
+                .with_egress_policy(config.egress.clone())
+                .with_idempotency_lease(config.idempotency_lease),
         )
     });
     if config.run_sender {

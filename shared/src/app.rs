@@ -12,6 +12,7 @@ use crate::auth::{self, Access, AuthError, Verifier};
 use crate::config::Config;
 use crate::db::{Database, TenantTx};
 use crate::http::{Body, Locale, Problem, Request, Response, request};
+use crate::idempotency::{self, Claim};
 use crate::metrics;
 
 pub struct App {
@@ -27,6 +28,8 @@ pub struct App {
     /// on first use (a cold start that sends nothing pays nothing).
     egress_policy: crate::http::egress::EgressPolicy,
     egress: std::sync::OnceLock<crate::http::egress::Egress>,
+    /// How long a request holds its `Idempotency-Key` (see [`crate::idempotency`]).
+    idempotency_lease: std::time::Duration,
 }
 
 impl App {
@@ -39,7 +42,14 @@ impl App {
             public_url: None,
             egress_policy: crate::http::egress::EgressPolicy::public_only(),
             egress: std::sync::OnceLock::new(),
+            idempotency_lease: idempotency::LEASE,
         }
+    }
+
+    /// A shorter lease on idempotency keys, for tests that crash requests on purpose.
+    pub fn with_idempotency_lease(mut self, lease: std::time::Duration) -> App {
+        self.idempotency_lease = lease;
+        self
     }
 
     /// Tenants without a provider send through `log` (herald-local's default).
@@ -115,9 +125,19 @@ impl App {
     async fn respond(&self, req: Request, request_id: &str) -> Response<Body> {
         let locale = Locale::negotiate(request::header(&req, "accept-language"));
         let path = req.raw_http_path().to_owned();
-        let mut response = match (self.endpoint.handler)(self, req).await {
+        let render = |result: Result<Response<Body>, Problem>| match result {
             Ok(response) => response,
             Err(problem) => problem.into_response(locale, &path, request_id),
+        };
+        let mut response = match self.claim_idempotency_key(&req).await {
+            Ok(None) => render((self.endpoint.handler)(self, req).await),
+            Ok(Some(Claim::Run(held))) => {
+                let response = render(held.scope((self.endpoint.handler)(self, req)).await);
+                held.record(&self.db, &response).await;
+                response
+            }
+            Ok(Some(Claim::Replay(response))) => response,
+            Err(problem) => render(Err(problem)),
         };
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -141,25 +161,7 @@ impl App {
     /// Authenticates the caller, resolves the tenant the request names and opens a
     /// transaction in it, refusing non-members (403) and roles that may not do `access`.
     pub async fn begin(&self, req: &Request, access: Access) -> Result<TenantTx, Problem> {
-        let claims = self.caller(req).await?;
-
-        let named = request::header(req, "x-tenant-id")
-            .or_else(|| request::query(req, "tenantId"))
-            .or(claims.tenant_id.as_deref())
-            .ok_or_else(|| {
-                Problem::new(
-                    crate::http::problem::Kind::TenantRequired,
-                    "name the tenant with the X-Tenant-ID header or the tenantId query parameter",
-                )
-            })?;
-        let tenant = Uuid::try_parse(named.trim())
-            .map_err(|_| Problem::malformed("the tenant id must be a UUID"))?;
-
-        let tx = self
-            .db
-            .begin_tenant(tenant, &claims.sub)
-            .await?
-            .ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))?;
+        let tx = self.enter(req).await?;
         if !tx.role().allows(access) {
             return Err(Problem::forbidden(format!(
                 "the {} role may not do this",
@@ -177,6 +179,45 @@ impl App {
             }
         }
         Ok(tx)
+    }
+}
+
+impl App {
+    /// The caller's transaction in the tenant the request names, whatever its role.
+    async fn enter(&self, req: &Request) -> Result<TenantTx, Problem> {
+        let claims = self.caller(req).await?;
+        let named = request::header(req, "x-tenant-id")
+            .or_else(|| request::query(req, "tenantId"))
+            .or(claims.tenant_id.as_deref())
+            .ok_or_else(|| {
+                Problem::new(
+                    crate::http::problem::Kind::TenantRequired,
+                    "name the tenant with the X-Tenant-ID header or the tenantId query parameter",
+                )
+            })?;
+        let tenant = Uuid::try_parse(named.trim())
+            .map_err(|_| Problem::malformed("the tenant id must be a UUID"))?;
+        self.db
+            .begin_tenant(tenant, &claims.sub)
+            .await?
+            .ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))
+    }
+
+    /// Takes the request's `Idempotency-Key`, if it has one, in the caller's tenant (see
+    /// [`crate::idempotency`]). Any member may hold a key; the handler still checks roles.
+    async fn claim_idempotency_key(&self, req: &Request) -> Result<Option<Claim>, Problem> {
+        let Some(key) = idempotency::Key::of(req)? else {
+            return Ok(None);
+        };
+        let tx = self.enter(req).await?;
+        idempotency::claim(
+            tx,
+            key,
+            idempotency::Fingerprint::of(req),
+            self.idempotency_lease,
+        )
+        .await
+        .map(Some)
     }
 }
 

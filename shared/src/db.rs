@@ -249,7 +249,10 @@ impl TenantTx {
         &mut self.tx
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Commits; a request holding an `Idempotency-Key` in this tenant marks it committed in
+    /// the same transaction (see [`crate::idempotency`]).
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        crate::idempotency::mark_committed(&mut self.tx, self.tenant).await?;
         self.tx.commit().await
     }
 }

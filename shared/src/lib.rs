@@ -15,6 +15,7 @@ pub mod engine;
 pub mod events;
 pub mod groups;
 pub mod http;
+pub mod idempotency;
 pub mod kick;
 pub mod messages;
 pub mod metrics;

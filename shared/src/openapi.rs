@@ -56,5 +56,41 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    add_idempotency_key(&mut doc);
     doc
+}
+
+/// Every POST that runs in a tenant takes `Idempotency-Key` (see [`crate::idempotency`]):
+/// declared once here rather than on each handler, so that no POST can miss it.
+fn add_idempotency_key(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+
+    let parameter = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes the request safe to retry for 24 hours: the same key and request replay \
+             the first response (`Idempotent-Replayed: true`); the same key with another \
+             request is 422; a retry while the first runs is 409.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::idempotency::MAX_LEN))
+                .pattern(Some("^[\\x20-\\x7E]*[\\x21-\\x7E][\\x20-\\x7E]*$")),
+        ))
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let key = format!("POST {path}");
+        if let Some(op) = item.post.as_mut()
+            && !crate::idempotency::EXEMPT.contains(&key.as_str())
+        {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(parameter.clone().into());
+        }
+    }
 }

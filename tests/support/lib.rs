@@ -4,6 +4,7 @@
 //! `TEST_DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432`); the
 //! role must be allowed to create databases and roles.
 
+pub mod cluster;
 pub mod function_process;
 pub mod runtime_api;
 
@@ -40,6 +41,10 @@ pub struct TestApp {
     /// False for a second server on another's database ([`TestApp::second_server`]): the
     /// first one drops the database.
     pub owns_database: bool,
+    /// The PostgreSQL server the database is on (without a database name).
+    pub server: String,
+    /// The server's own pool (the application role), for tests that take its connections.
+    pub db: herald::db::Database,
 }
 
 impl TestApp {
@@ -52,8 +57,14 @@ impl TestApp {
     }
 
     pub async fn spawn_config(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        Self::spawn_on(&server_url(), adjust).await
+    }
+
+    /// A server on a fresh database of the PostgreSQL at `server` (a private
+    /// [`cluster::Cluster`], for tests that stop it).
+    pub async fn spawn_on(server: &str, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
         let db_name = format!("herald_test_{}", Uuid::new_v4().simple());
-        let owner_url = format!("{}/{}", server_url(), db_name);
+        let owner_url = format!("{server}/{db_name}");
         let mut config = test_config(&owner_url);
         adjust(&mut config);
         let dispatcher = config.dispatcher.clone();
@@ -67,6 +78,8 @@ impl TestApp {
             http: client(),
             dispatcher,
             owns_database: true,
+            server: server.to_owned(),
+            db: running.db,
         }
     }
 
@@ -85,6 +98,8 @@ impl TestApp {
             http: client(),
             dispatcher,
             owns_database: false,
+            server: self.server.clone(),
+            db: running.db,
         }
     }
 
@@ -167,13 +182,14 @@ impl Drop for TestApp {
             return;
         }
         let db_name = self.db_name.clone();
+        let server = self.server.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let url = format!("{}/postgres", server_url());
+                let url = format!("{server}/postgres");
                 if let Ok(pool) = PgPool::connect(&url).await {
                     let sql = format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;

@@ -24,17 +24,21 @@ pub enum Kind {
     Internal,
     Unavailable,
     TooManyRequests,
+    /// An `Idempotency-Key` reused with a different request.
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request is still running (or finished unrecorded).
+    IdempotencyKeyInUse,
 }
 
 impl Kind {
     pub fn status(self) -> StatusCode {
         match self {
             Kind::MalformedRequest | Kind::TenantRequired => StatusCode::BAD_REQUEST,
-            Kind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::Validation | Kind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound | Kind::RouteNotFound => StatusCode::NOT_FOUND,
-            Kind::Conflict => StatusCode::CONFLICT,
+            Kind::Conflict | Kind::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,6 +62,8 @@ impl Kind {
             Kind::Internal => "internal-error",
             Kind::Unavailable => "service-unavailable",
             Kind::TooManyRequests => "too-many-requests",
+            Kind::IdempotencyKeyReused => "idempotency-key-reused",
+            Kind::IdempotencyKeyInUse => "idempotency-key-in-use",
         }
     }
 
@@ -93,6 +99,10 @@ impl Kind {
             (Kind::Unavailable, Locale::Es) => "Servicio no disponible",
             (Kind::TooManyRequests, Locale::En) => "Too many requests",
             (Kind::TooManyRequests, Locale::Es) => "Demasiadas solicitudes",
+            (Kind::IdempotencyKeyReused, Locale::En) => "Idempotency key reused",
+            (Kind::IdempotencyKeyReused, Locale::Es) => "Clave de idempotencia reutilizada",
+            (Kind::IdempotencyKeyInUse, Locale::En) => "Idempotency key in use",
+            (Kind::IdempotencyKeyInUse, Locale::Es) => "Clave de idempotencia en uso",
         }
     }
 }
@@ -258,7 +268,7 @@ impl From<sqlx::Error> for Problem {
     /// to retry (503); anything else is logged and hidden (500).
     fn from(err: sqlx::Error) -> Problem {
         match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            _ if unavailable(&err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Problem::unavailable("the database is unavailable; retry shortly")
             }
@@ -270,5 +280,22 @@ impl From<sqlx::Error> for Problem {
                 Problem::internal()
             }
         }
+    }
+}
+
+/// Whether `err` means the database could not be reached or is going away (a restart, a
+/// failover, an exhausted pool): the request did nothing that committed, and a retry may
+/// succeed. SQLSTATE classes 08 (connection exception), 53 (insufficient resources, e.g.
+/// too many connections) and 57P (shutting down, starting up).
+pub fn unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")),
+        _ => false,
     }
 }

@@ -1,0 +1,343 @@
+//! `Idempotency-Key` on POST, with Stripe's semantics, scoped per tenant.
+//!
+//! A client that is not sure its POST arrived (a timeout, a dropped connection, a 503)
+//! sends it again with the same key and gets the first answer back instead of a second
+//! contact, campaign start or webhook test:
+//!
+//! 1. [`claim`] records the key with the request's [`Fingerprint`] and a lease, in its own
+//!    transaction, before the handler runs. The same key with another request is 422; a
+//!    retry while the first still holds the lease is 409; a retry after the first finished
+//!    replays its stored response (with `Idempotent-Replayed: true`).
+//! 2. The handler runs inside [`Held::scope`]. Its tenant transaction, when it commits,
+//!    marks the key committed in that same transaction ([`mark_committed`]), so the work and
+//!    the mark cannot be separated by a crash.
+//! 3. [`Held::record`] stores the response. Server errors and 429s that committed nothing
+//!    release the key instead, so the retry they invite runs the request afresh.
+//!
+//! A request that crashed before committing leaves a lease that ends after [`LEASE`];
+//! a retry then runs it. One that crashed after committing but before its response was
+//! stored is never run again: its retries get 409 with that explanation. Keys are kept 24
+//! hours, then purged by the scheduler ([`purge`]); an expired key may be used afresh.
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::{Database, TenantTx};
+use crate::http::problem::Kind;
+use crate::http::{Body, Problem, Request, Response};
+
+pub const HEADER: &str = "idempotency-key";
+/// Set on a response replayed from a stored one.
+pub const REPLAYED: &str = "idempotent-replayed";
+/// How long a request holds its key before a retry may take it over, by default. Longer
+/// than any request may run (API Gateway gives up after 30 s).
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_LEN: usize = 255;
+
+/// POST routes that act outside any tenant and so have no tenant to scope a key in:
+/// creating a tenant (answered from the caller's token alone) and the provider callbacks
+/// (which are idempotent by themselves: statuses only move forward).
+pub const EXEMPT: &[&str] = &["POST /api/tenants", "POST /api/providers/twilio/status"];
+
+/// A key as the client sent it: 1 to 255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    pub fn parse(raw: &str) -> Result<Key, Problem> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_LEN
+            && raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+        if ok && !raw.trim().is_empty() {
+            Ok(Key(raw.to_owned()))
+        } else {
+            Err(Problem::malformed(format!(
+                "the Idempotency-Key header must be 1 to {MAX_LEN} visible ASCII characters"
+            )))
+        }
+    }
+
+    /// The key a POST carries, if any; `None` for other methods, exempt routes and requests
+    /// without one.
+    pub fn of(req: &Request) -> Result<Option<Key>, Problem> {
+        if req.method() != http::Method::POST
+            || EXEMPT.contains(&crate::http::request::route_key(req))
+        {
+            return Ok(None);
+        }
+        match req.headers().get(HEADER) {
+            None => Ok(None),
+            Some(value) => {
+                let text = value.to_str().map_err(|_| Key::parse("").unwrap_err())?;
+                Key::parse(text).map(Some)
+            }
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What makes two requests "the same": method, path, query string and body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(req: &Request) -> Fingerprint {
+        let mut hash = Sha256::new();
+        for part in [
+            req.method().as_str().as_bytes(),
+            req.uri().path().as_bytes(),
+            req.uri().query().unwrap_or("").as_bytes(),
+        ] {
+            // Length-prefixed, so that no two different requests hash the same parts.
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hash.update(req.body().as_ref());
+        Fingerprint(hash.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// What [`claim`] decided.
+pub enum Claim {
+    /// The key is this request's: run it inside [`Held::scope`], then [`Held::record`].
+    Run(Held),
+    /// An earlier request with this key finished: its response, to send again.
+    Replay(Response<Body>),
+}
+
+/// A key this request holds.
+pub struct Held {
+    tenant: Uuid,
+    key: Key,
+}
+
+/// Takes `key` for this request in `tx`'s tenant (the caller's membership already proven
+/// by opening `tx`), or says why not.
+pub async fn claim(
+    mut tx: TenantTx,
+    key: Key,
+    fingerprint: Fingerprint,
+    lease: std::time::Duration,
+) -> Result<Claim, Problem> {
+    let tenant = tx.tenant();
+    // A key older than a day that the purge has not reached yet counts as unused.
+    let fresh: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, locked_until) \
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
+         ON CONFLICT (tenant_id, key) DO UPDATE \
+            SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until, \
+                committed_at = NULL, status = NULL, headers = NULL, body = NULL, \
+                created_at = now() \
+          WHERE idempotency_keys.created_at < now() - interval '24 hours' \
+         RETURNING true",
+    )
+    .bind(tenant)
+    .bind(key.as_str())
+    .bind(&fingerprint.0[..])
+    .bind(lease.as_secs_f64())
+    .fetch_optional(tx.conn())
+    .await?;
+    if fresh.is_some() {
+        tx.commit().await?;
+        return Ok(Claim::Run(Held { tenant, key }));
+    }
+
+    // The upsert locked the existing row, so no other claim changes it under us.
+    let stored: StoredKey = sqlx::query_as(
+        "SELECT fingerprint, locked_until > now() AS held, committed_at IS NOT NULL AS committed, \
+                status, headers, body \
+         FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant)
+    .bind(key.as_str())
+    .fetch_one(tx.conn())
+    .await?;
+    if stored.fingerprint != fingerprint.0 {
+        tx.rollback().await?;
+        return Err(Problem::new(
+            Kind::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request; use a new key",
+        ));
+    }
+    if let Some(status) = stored.status {
+        tx.rollback().await?;
+        return Ok(Claim::Replay(stored.replay(status)));
+    }
+    if stored.held || stored.committed {
+        tx.rollback().await?;
+        let detail = if stored.held {
+            "a request with this Idempotency-Key is in progress; retry after it finishes"
+        } else {
+            "a request with this Idempotency-Key completed but its response was not recorded; \
+             read the resource instead of retrying"
+        };
+        return Err(Problem {
+            retry_after_secs: stored.held.then_some(1),
+            ..Problem::new(Kind::IdempotencyKeyInUse, detail)
+        });
+    }
+    // The holder's lease ended and it committed nothing: it died. This request takes over.
+    sqlx::query(
+        "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3) \
+         WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant)
+    .bind(key.as_str())
+    .bind(lease.as_secs_f64())
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(Claim::Run(Held { tenant, key }))
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    fingerprint: Vec<u8>,
+    held: bool,
+    committed: bool,
+    status: Option<i16>,
+    headers: Option<sqlx::types::Json<Vec<(String, String)>>>,
+    body: Option<Vec<u8>>,
+}
+
+impl StoredKey {
+    fn replay(self, status: i16) -> Response<Body> {
+        let mut response = Response::new(match self.body {
+            None => Body::Empty,
+            Some(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Body::Text(text),
+                Err(e) => Body::Binary(e.into_bytes()),
+            },
+        });
+        *response.status_mut() =
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        for (name, value) in self.headers.map(|h| h.0).unwrap_or_default() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+        response
+    }
+}
+
+tokio::task_local! {
+    /// The key the current request holds, for [`mark_committed`].
+    static HELD: (Uuid, String);
+}
+
+impl Held {
+    /// Runs the handler so that its tenant transaction marks the key when it commits.
+    pub async fn scope<F: Future>(&self, handler: F) -> F::Output {
+        HELD.scope((self.tenant, self.key.0.clone()), handler).await
+    }
+
+    /// Stores `response` for replays; or, for a failure that committed nothing and invites
+    /// a retry (5xx, 429), releases the key so that the retry runs. Best effort: a failure
+    /// here leaves the key to its lease (nothing committed) or to the 409 that says the
+    /// work was done (committed).
+    pub async fn record(self, db: &Database, response: &Response<Body>) {
+        if let Err(err) = self.try_record(db, response).await {
+            tracing::warn!(error = %err, "idempotency key not recorded");
+        }
+    }
+
+    async fn try_record(self, db: &Database, response: &Response<Body>) -> Result<(), sqlx::Error> {
+        let mut tx = db.begin_service(self.tenant).await?;
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            // Not stored: a retry should not be refused again. Uncommitted work is released
+            // for the retry to run; committed work keeps its key, and retries get the 409
+            // that says the work was done (better than replaying an error it did not have).
+            sqlx::query(
+                "DELETE FROM idempotency_keys \
+                 WHERE tenant_id = $1 AND key = $2 AND committed_at IS NULL",
+            )
+            .bind(self.tenant)
+            .bind(&self.key.0)
+            .execute(tx.conn())
+            .await?;
+            return tx.commit().await;
+        }
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| replayable(name.as_str()))
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let body: &[u8] = response.body().as_ref();
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 \
+             WHERE tenant_id = $1 AND key = $2",
+        )
+        .bind(self.tenant)
+        .bind(&self.key.0)
+        .bind(status.as_u16() as i16)
+        .bind(sqlx::types::Json(headers))
+        .bind(body)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+}
+
+/// Headers that describe the result rather than this one delivery of it.
+fn replayable(name: &str) -> bool {
+    !(name == "x-request-id" || name.starts_with("ratelimit-"))
+}
+
+/// Marks the held key committed in `tx`, the handler's own transaction, just before it
+/// commits. A no-op outside [`Held::scope`] or in another tenant's transaction.
+pub(crate) async fn mark_committed(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+) -> Result<(), sqlx::Error> {
+    let Ok(Some(key)) = HELD.try_with(|(held, key)| (*held == tenant).then(|| key.clone())) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE idempotency_keys SET committed_at = now() \
+         WHERE tenant_id = $1 AND key = $2 AND committed_at IS NULL",
+    )
+    .bind(tenant)
+    .bind(key)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes up to `max_rows` keys older than 24 hours, across tenants; answers how many.
+pub async fn purge(db: &Database, max_rows: i32) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT app.purge_idempotency_keys($1)")
+        .bind(max_rows)
+        .fetch_one(db.pool())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii_up_to_255() {
+        assert!(Key::parse("order-42").is_ok());
+        assert!(Key::parse(&"k".repeat(255)).is_ok());
+        assert!(Key::parse(&"k".repeat(256)).is_err());
+        assert!(Key::parse("").is_err());
+        assert!(Key::parse("   ").is_err());
+        assert!(Key::parse("tab\there").is_err());
+        assert!(Key::parse("ünïcode").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! A private PostgreSQL server for the tests that stop and start it: the shared server on
+//! 5432 serves every other test at the same time, so it must never go down.
+//!
+//! Made with the machine's own `initdb` and `pg_ctl` (Debian's `/usr/lib/postgresql/*/bin`,
+//! or `PG_BINDIR`). PostgreSQL refuses to run as root, so as root the commands run as the
+//! `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    /// Initialises a cluster in a fresh directory and starts it on a free port.
+    pub async fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(format!("herald-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let cluster = Cluster {
+            port: free_port(),
+            bin: bindir(),
+            dir,
+        };
+        if as_root() {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(&cluster.dir)
+                .status()
+                .await
+                .expect("chown runs");
+            assert!(status.success(), "chown the cluster directory");
+        }
+        let data = cluster.data().display().to_string();
+        cluster
+            .run(
+                "initdb",
+                &[
+                    "-D",
+                    &data,
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ],
+            )
+            .await;
+        cluster.resume().await;
+        cluster
+    }
+
+    /// The server's URL, without a database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server as a crash would: no shutdown checkpoint, so the next start replays
+    /// the write-ahead log. Open connections see their sockets close.
+    pub async fn crash(&self) {
+        let data = self.data().display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+            .await;
+    }
+
+    /// Starts the (stopped) server again on the same port, waiting until it accepts
+    /// connections.
+    pub async fn resume(&self) {
+        let data = self.data().display().to_string();
+        let log = self.dir.join("server.log").display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        )
+        .await;
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    async fn run(&self, program: &str, args: &[&str]) {
+        let status = self
+            .command(program, args)
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+        assert!(status.success(), "{program} {args:?} failed");
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let program = self.bin.join(program);
+        let mut command = if as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        command.args(args).current_dir(&self.dir);
+        command
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let mut stop = std::process::Command::new(self.bin.join("pg_ctl"));
+        if as_root() {
+            stop = std::process::Command::new("runuser");
+            stop.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+        }
+        let _ = stop
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// `PG_BINDIR`, or the newest of Debian's `/usr/lib/postgresql/<version>/bin`.
+fn bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return dir.into();
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's binaries under /usr/lib/postgresql (or set PG_BINDIR)")
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|bin| Path::new(bin).join("pg_ctl").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop().expect("pg_ctl under /usr/lib/postgresql/*/bin")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
