@@ -57,7 +57,57 @@ pub fn document() -> utoipa::openapi::OpenApi {
         doc.merge(part);
     }
     add_idempotency_key(&mut doc);
+    add_common_failures(&mut doc);
     doc
+}
+
+/// Failures any route can answer, declared once: a problem for any client error not
+/// listed by the route itself (a missing token, a spent rate limit), and 503 with
+/// `Retry-After` while the database is unreachable.
+fn add_common_failures(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, ResponseBuilder, Type,
+    };
+
+    let problem = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ProblemDocument")))
+            .build()
+    };
+    let client_error = ResponseBuilder::new()
+        .description("A problem with the request: authentication, tenant, input or rate limit")
+        .content("application/problem+json", problem())
+        .build();
+    let unavailable = ResponseBuilder::new()
+        .description("The database is unavailable; retry after `Retry-After` seconds")
+        .content("application/problem+json", problem())
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("4XX".into())
+                .or_insert_with(|| client_error.clone().into());
+            responses
+                .entry("503".into())
+                .or_insert_with(|| unavailable.clone().into());
+        }
+    }
 }
 
 /// Every POST that runs in a tenant takes `Idempotency-Key` (see [`crate::idempotency`]):

@@ -387,6 +387,17 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
         .await;
     no_name_column.problem(422);
 
+    // A JSON row of the wrong shape refuses the whole import, naming the row by pointer;
+    // a row of the right shape with a bad value would only be reported.
+    let misshapen = alice
+        .post(
+            "/api/contacts/import",
+            &json!([{ "name": "Fine", "phone": "+14155552680" }, { "name": "Typed", "email": 42 }]),
+        )
+        .await;
+    let problem = misshapen.problem(422);
+    assert_eq!(problem["errors"][0]["pointer"], "/1");
+
     // Malformed ids in paths, and out-of-range or malformed paging parameters.
     alice.get("/api/contacts/not-a-uuid").await.problem(400);
     alice

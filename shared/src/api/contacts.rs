@@ -129,7 +129,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
 
 /// Import up to 10,000 contacts from CSV (`text/csv`, with a header row) or a JSON array.
 #[utoipa::path(post, path = "/api/contacts/import", tag = "contacts",
-    request_body(description = "CSV with a header row (name, phone, email, optedOut; other columns become attributes) or a JSON array of contacts",
+    request_body(description = "CSV with a header row (name, phone, email, optedOut; other columns become attributes) or a JSON array of contacts. Rows with invalid values are reported in the answer; a JSON row that is not a contact object makes the whole import 422.",
         content(
             (Vec<CreateContact> = "application/json"),
             (String = "text/csv"),

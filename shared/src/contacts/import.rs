@@ -50,17 +50,33 @@ pub struct Plan {
 }
 
 /// A JSON array of contact objects, each shaped like `POST /api/contacts`.
+/// A JSON array of contacts. Unlike a CSV file, a JSON document has a shape of its own: a
+/// row that is not a contact object (wrong types, unknown or missing fields) makes the whole
+/// import 422, every such row named by its pointer (`/0` is row 1), and nothing is imported.
+/// Rows of the right shape with invalid values (a bad phone) are reported row by row.
 pub fn parse_json(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, Problem> {
     let items: Vec<Value> = crate::http::body::decode(bytes)?;
     check_count(items.len())?;
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            serde_json::from_value::<CreateContact>(item)
-                .map_err(|e| vec![FieldError::new("", e.to_string())])
-        })
-        .collect())
+    let mut rows = Vec::with_capacity(items.len());
+    let mut malformed = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<CreateContact>(item) {
+            Ok(row) => rows.push(Ok(row)),
+            Err(e) if malformed.len() < MAX_SHAPE_ERRORS => {
+                malformed.push(FieldError::new(&format!("/{index}"), e.to_string()))
+            }
+            Err(_) => {}
+        }
+    }
+    if malformed.is_empty() {
+        Ok(rows)
+    } else {
+        Err(Problem::invalid(malformed))
+    }
 }
+
+/// Misshapen JSON rows listed in one 422; the rest are left out of the answer.
+const MAX_SHAPE_ERRORS: usize = 100;
 
 /// CSV with a header row. `name`, `phone`, `email` and `optedOut` are the contact's own
 /// columns; every other column becomes an attribute (empty cells are left out).

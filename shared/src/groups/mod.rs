@@ -50,6 +50,7 @@ pub struct GroupPage {
 /// A contact in a group, with when it joined.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GroupMember)]
 pub struct Member {
     #[serde(flatten)]
     #[sqlx(flatten)]
@@ -61,6 +62,7 @@ pub struct Member {
 /// A page of a group's members, newest contact first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = GroupMemberPage)]
 pub struct MemberPage {
     pub items: Vec<Member>,
     /// Pass as `cursor` for the next page; absent on the last page.

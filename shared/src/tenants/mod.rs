@@ -76,6 +76,7 @@ impl CreateTenant {
 /// One member of the current tenant.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TenantMember)]
 pub struct Member {
     /// The member's token subject.
     pub sub: String,
@@ -105,6 +106,7 @@ impl TryFrom<MemberRow> for Member {
 /// A page of members, by `sub`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TenantMemberPage)]
 pub struct MemberPage {
     pub items: Vec<Member>,
     /// All members; given when paging by `offset`.
