@@ -12,9 +12,7 @@
 //! printed on the original stdout.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -32,6 +30,10 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
+
+#[path = "stdout.rs"]
+mod stdout;
+use stdout::redirect_stdout;
 
 /// The allocator `herald-local serve` runs with (local/src/main.rs).
 #[global_allocator]
@@ -169,23 +171,6 @@ struct Setup {
     server_threads: usize,
     /// The load generator's runtime; `None`: the server's.
     client: Option<tokio::runtime::Handle>,
-}
-
-/// Points fd 1 at `path` and returns a handle on the original stdout.
-fn redirect_stdout(path: &Path) -> io::Result<File> {
-    io::stdout().flush()?;
-    // SAFETY: dup and dup2 on descriptors this process owns; the duplicate becomes a File
-    // that owns it.
-    let saved = unsafe { libc::dup(1) };
-    if saved < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let saved = unsafe { File::from_raw_fd(saved) };
-    let target = OpenOptions::new().create(true).append(true).open(path)?;
-    if unsafe { libc::dup2(target.as_raw_fd(), 1) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(saved)
 }
 
 async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {

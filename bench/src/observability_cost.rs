@@ -9,10 +9,8 @@
 //! the machine hits both ways alike; the summary compares mean latency and throughput.
 //! Progress goes to stderr; server stdout (log and EMF lines) goes to `--server-log`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +22,10 @@ use herald_local::server::{self, ServerConfig};
 use herald_local::{database, tenant, token};
 use sqlx::Postgres;
 use sqlx::migrate::MigrateDatabase;
+
+#[path = "stdout.rs"]
+mod stdout;
+use stdout::redirect_stdout;
 
 const SECRET: &str = "herald-bench-secret-not-for-production";
 const OWNER_SUB: &str = "bench-owner";
@@ -87,22 +89,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Points fd 1 at `path` and returns a handle on the original stdout.
-fn redirect_stdout(path: &Path) -> io::Result<File> {
-    io::stdout().flush()?;
-    // SAFETY: dup and dup2 on descriptors this process owns.
-    let saved = unsafe { libc::dup(1) };
-    if saved < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let saved = unsafe { File::from_raw_fd(saved) };
-    let target = OpenOptions::new().create(true).append(true).open(path)?;
-    if unsafe { libc::dup2(target.as_raw_fd(), 1) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(saved)
 }
 
 #[derive(Default)]

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod function_process;
+pub mod load;
 pub mod runtime_api;
 
 use std::sync::Arc;

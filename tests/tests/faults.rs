@@ -132,7 +132,7 @@ async fn postgres_restarting_mid_load_loses_and_doubles_nothing() {
         worker.await.expect("worker finished");
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(
         seen.malformed_503.is_empty(),
         "503s without Retry-After or problem+json: {:?}",

@@ -63,7 +63,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldErr
         match serde_json::from_value::<CreateContact>(item) {
             Ok(row) => rows.push(Ok(row)),
             Err(e) if malformed.len() < MAX_SHAPE_ERRORS => {
-                malformed.push(FieldError::new(&format!("/{index}"), e.to_string()))
+                malformed.push(FieldError::new(format!("/{index}"), e.to_string()))
             }
             Err(_) => {}
         }
