@@ -180,23 +180,11 @@ impl App {
         }
         Ok(tx)
     }
-}
 
-impl App {
     /// The caller's transaction in the tenant the request names, whatever its role.
     async fn enter(&self, req: &Request) -> Result<TenantTx, Problem> {
         let claims = self.caller(req).await?;
-        let named = request::header(req, "x-tenant-id")
-            .or_else(|| request::query(req, "tenantId"))
-            .or(claims.tenant_id.as_deref())
-            .ok_or_else(|| {
-                Problem::new(
-                    crate::http::problem::Kind::TenantRequired,
-                    "name the tenant with the X-Tenant-ID header or the tenantId query parameter",
-                )
-            })?;
-        let tenant = Uuid::try_parse(named.trim())
-            .map_err(|_| Problem::malformed("the tenant id must be a UUID"))?;
+        let tenant = named_tenant(req, claims.tenant_id.as_deref())?;
         self.db
             .begin_tenant(tenant, &claims.sub)
             .await?
@@ -218,6 +206,35 @@ impl App {
         )
         .await
         .map(Some)
+    }
+}
+
+/// The tenant a request names: `X-Tenant-ID`, else `tenantId`, else the token's claim. Each
+/// one sent must be a UUID, and the header and the parameter must agree when both are sent:
+/// a request that names its tenant ambiguously is refused rather than guessed at.
+fn named_tenant(req: &Request, claim: Option<&str>) -> Result<Uuid, Problem> {
+    let parse = |raw: &str, name: &str| {
+        Uuid::try_parse(raw.trim())
+            .map_err(|_| Problem::malformed(format!("{name} must be a tenant id (a UUID)")))
+    };
+    let header = request::header(req, "x-tenant-id")
+        .map(|h| parse(h, "the X-Tenant-ID header"))
+        .transpose()?;
+    let query = request::query(req, "tenantId")
+        .map(|q| parse(q, "the tenantId query parameter"))
+        .transpose()?;
+    match (header, query) {
+        (Some(h), Some(q)) if h != q => Err(Problem::malformed(
+            "the X-Tenant-ID header and the tenantId query parameter name different tenants",
+        )),
+        (Some(t), _) | (None, Some(t)) => Ok(t),
+        (None, None) => match claim {
+            Some(c) => parse(c, "the token's tenant_id claim"),
+            None => Err(Problem::new(
+                crate::http::problem::Kind::TenantRequired,
+                "name the tenant with the X-Tenant-ID header or the tenantId query parameter",
+            )),
+        },
     }
 }
 

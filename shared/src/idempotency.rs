@@ -35,11 +35,6 @@ pub const REPLAYED: &str = "idempotent-replayed";
 pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 pub const MAX_LEN: usize = 255;
 
-/// POST routes that act outside any tenant and so have no tenant to scope a key in:
-/// creating a tenant (answered from the caller's token alone) and the provider callbacks
-/// (which are idempotent by themselves: statuses only move forward).
-pub const EXEMPT: &[&str] = &["POST /api/tenants", "POST /api/providers/twilio/status"];
-
 /// A key as the client sent it: 1 to 255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key(String);
@@ -58,11 +53,11 @@ impl Key {
         }
     }
 
-    /// The key a POST carries, if any; `None` for other methods, exempt routes and requests
-    /// without one.
+    /// The key a POST carries, if any; `None` for other methods, routes outside any tenant
+    /// ([`crate::api::TENANTLESS`]: no tenant to scope a key in) and requests without one.
     pub fn of(req: &Request) -> Result<Option<Key>, Problem> {
         if req.method() != http::Method::POST
-            || EXEMPT.contains(&crate::http::request::route_key(req))
+            || crate::api::TENANTLESS.contains(&crate::http::request::route_key(req))
         {
             return Ok(None);
         }

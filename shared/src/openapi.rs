@@ -56,6 +56,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    add_tenant(&mut doc);
     add_idempotency_key(&mut doc);
     add_common_failures(&mut doc);
     doc
@@ -110,6 +111,53 @@ fn add_common_failures(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Every route that runs in a tenant names it: `X-Tenant-ID`, else `tenantId`, else the
+/// token's `tenant_id` claim. Declared once here, so that no route can miss it.
+fn add_tenant(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{KnownFormat, ObjectBuilder, Required, SchemaFormat, Type};
+
+    let uuid = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+    };
+    let header = ParameterBuilder::new()
+        .name("X-Tenant-ID")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The tenant to act in (the caller must be a member); else `tenantId`, else the \
+             token's `tenant_id` claim",
+        ))
+        .schema(Some(uuid()))
+        .build();
+    let query = ParameterBuilder::new()
+        .name("tenantId")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some("The tenant to act in, when `X-Tenant-ID` is not sent"))
+        .schema(Some(uuid()))
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("PATCH", &mut item.patch),
+            ("DELETE", &mut item.delete),
+        ] {
+            let Some(op) = op.as_mut() else { continue };
+            if api::TENANTLESS.contains(&format!("{method} {path}").as_str()) {
+                continue;
+            }
+            let params = op.parameters.get_or_insert_with(Vec::new);
+            params.push(header.clone().into());
+            params.push(query.clone().into());
+        }
+    }
+}
+
 /// Every POST that runs in a tenant takes `Idempotency-Key` (see [`crate::idempotency`]):
 /// declared once here rather than on each handler, so that no POST can miss it.
 fn add_idempotency_key(doc: &mut utoipa::openapi::OpenApi) {
@@ -136,7 +184,7 @@ fn add_idempotency_key(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let key = format!("POST {path}");
         if let Some(op) = item.post.as_mut()
-            && !crate::idempotency::EXEMPT.contains(&key.as_str())
+            && !api::TENANTLESS.contains(&key.as_str())
         {
             op.parameters
                 .get_or_insert_with(Vec::new)

@@ -265,3 +265,46 @@ async fn an_hs256_token_signed_with_the_public_key_fails_even_when_hs256_is_enab
     );
     call(&app, Some(&confused), tenant).await.problem(401);
 }
+
+/// The tenant comes from `X-Tenant-ID`, else `tenantId`, else the token's claim; a request
+/// that names it ambiguously (two different tenants, or a malformed id anywhere) is 400.
+#[tokio::test]
+async fn the_tenant_is_named_once_by_header_query_or_claim() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("alice").await;
+    let b = app.tenant("bob").await;
+    app.add_member(b, "alice", "member").await;
+    app.user("alice", a).contact("Ada", "+14155552671").await;
+    app.user("alice", b).contact("Bo", "+14155552672").await;
+    let names = |reply: &herald_tests::Reply| -> Vec<String> {
+        reply.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let plain = herald_tests::token("alice", None, 600);
+    let claims_b = herald_tests::token("alice", Some(b), 600);
+    let list = |query: &str, token: &str| {
+        app.request(Method::GET, &format!("/api/contacts{query}"))
+            .bearer_auth(token.to_owned())
+    };
+    let send = async |req: reqwest::RequestBuilder| read(req.send().await.unwrap()).await;
+
+    assert_eq!(names(&send(list(&format!("?tenantId={a}"), &plain)).await), ["Ada"]);
+    assert_eq!(names(&send(list("", &claims_b)).await), ["Bo"]);
+    assert_eq!(
+        names(&send(list(&format!("?tenantId={a}"), &claims_b)).await),
+        ["Ada"],
+        "the parameter beats the claim"
+    );
+    let agreeing = list(&format!("?tenantId={b}"), &plain).header("X-Tenant-ID", b.to_string());
+    assert_eq!(names(&send(agreeing).await), ["Bo"]);
+
+    let differing = list(&format!("?tenantId={a}"), &plain).header("X-Tenant-ID", b.to_string());
+    send(differing).await.problem(400);
+    let malformed_query = list("?tenantId=", &plain).header("X-Tenant-ID", a.to_string());
+    send(malformed_query).await.problem(400);
+    send(list("?tenantId=nope", &plain)).await.problem(400);
+}

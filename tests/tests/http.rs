@@ -145,6 +145,24 @@ async fn the_openapi_document_describes_every_route() {
             "{} is missing from the OpenAPI document",
             route.key()
         );
+        // Every error it can answer, and the tenant it runs in.
+        for status in ["4XX", "503"] {
+            assert!(
+                op["responses"][status].is_object(),
+                "{} documents no {status}",
+                route.key()
+            );
+        }
+        let names_tenant = op["parameters"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["name"] == "X-Tenant-ID" && p["in"] == "header")
+        });
+        assert_eq!(
+            names_tenant,
+            !herald::api::TENANTLESS.contains(&route.key().as_str()),
+            "{} X-Tenant-ID",
+            route.key()
+        );
     }
     let documented: usize = doc["paths"]
         .as_object()

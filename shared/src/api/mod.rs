@@ -134,6 +134,20 @@ impl Route {
     }
 }
 
+/// The routes that act outside any one tenant: they take no `X-Tenant-ID` (nor an
+/// `Idempotency-Key`, which is scoped per tenant). Health, locales and this document need no
+/// caller; tenants are created and listed from the caller's token alone; provider callbacks
+/// are verified by the provider's signature (and idempotent by themselves: statuses only
+/// move forward). Every other route opens its transaction through `App::begin`.
+pub const TENANTLESS: &[&str] = &[
+    "GET /health",
+    "GET /api/locales",
+    "GET /api/openapi.json",
+    "POST /api/tenants",
+    "GET /api/tenants",
+    "POST /api/providers/twilio/status",
+];
+
 /// Requests that match no route go to the system function under this route key, in AWS
 /// (the HTTP API's `$default` route) and locally alike, so every miss is problem+json.
 pub const DEFAULT_ROUTE: &str = "$default";
