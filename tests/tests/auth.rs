@@ -292,7 +292,10 @@ async fn the_tenant_is_named_once_by_header_query_or_claim() {
     };
     let send = async |req: reqwest::RequestBuilder| read(req.send().await.unwrap()).await;
 
-    assert_eq!(names(&send(list(&format!("?tenantId={a}"), &plain)).await), ["Ada"]);
+    assert_eq!(
+        names(&send(list(&format!("?tenantId={a}"), &plain)).await),
+        ["Ada"]
+    );
     assert_eq!(names(&send(list("", &claims_b)).await), ["Bo"]);
     assert_eq!(
         names(&send(list(&format!("?tenantId={a}"), &claims_b)).await),

@@ -526,3 +526,33 @@ async fn a_clean_close_runs_disconnect_and_the_management_api_behaves_like_api_g
     let _ = ws.send_raw(Message::Text(huge.to_string().into())).await;
     assert!(ws.closed_within(FRAME_DEADLINE).await);
 }
+
+/// Every connection of the tenant, of any member and role, receives each event once, with
+/// the same id.
+#[tokio::test]
+async fn every_connection_of_the_tenant_receives_each_event_once() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("alice").await;
+    app.add_member(t, "bob", "viewer").await;
+    let mut clients = vec![
+        app.ws("alice", t).await,
+        app.ws("alice", t).await,
+        app.ws_lang("bob", t, "es").await,
+    ];
+    let contact = app.user("alice", t).contact("Ada", "+14155552671").await;
+    let id = event_id(&app, t, "contact_created").await.to_string();
+    for ws in &mut clients {
+        let frame = ws.next().await;
+        assert_eq!(frame["type"], "contact_created");
+        assert_eq!(frame["id"], id.as_str());
+        assert_eq!(frame["payload"]["id"], contact["id"]);
+    }
+    eventually(DEADLINE, async || pending_events(&app).await == 0).await;
+    for ws in &mut clients {
+        assert_eq!(
+            ws.drain_until_pong().await,
+            Vec::<Value>::new(),
+            "nothing twice"
+        );
+    }
+}
