@@ -53,14 +53,8 @@ impl Key {
         }
     }
 
-    /// The key a POST carries, if any; `None` for other methods, routes outside any tenant
-    /// ([`crate::api::TENANTLESS`]: no tenant to scope a key in) and requests without one.
-    pub fn of(req: &Request) -> Result<Option<Key>, Problem> {
-        if req.method() != http::Method::POST
-            || crate::api::TENANTLESS.contains(&crate::http::request::route_key(req))
-        {
-            return Ok(None);
-        }
+    /// The `Idempotency-Key` header, if sent, whatever the route.
+    pub fn from_header(req: &Request) -> Result<Option<Key>, Problem> {
         match req.headers().get(HEADER) {
             None => Ok(None),
             Some(value) => {
@@ -70,9 +64,35 @@ impl Key {
         }
     }
 
+    /// The key a POST carries, if any; `None` for other methods, routes outside any tenant
+    /// ([`crate::api::TENANTLESS`]: no tenant to scope a key in) and requests without one.
+    pub fn of(req: &Request) -> Result<Option<Key>, Problem> {
+        if req.method() != http::Method::POST
+            || crate::api::TENANTLESS.contains(&crate::http::request::route_key(req))
+        {
+            return Ok(None);
+        }
+        Key::from_header(req)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The id of the tenant that `sub` creates with `key` (`POST /api/tenants`, which has no
+/// tenant yet to keep a key in): derived, so that a retry names the same tenant and finds
+/// it made instead of making a second one. Unlike other keys, such a key never expires.
+pub fn tenant_id(sub: &str, key: &Key) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(b"herald tenant\0");
+    hash.update((sub.len() as u64).to_be_bytes());
+    hash.update(sub.as_bytes());
+    hash.update(key.as_str().as_bytes());
+    let digest: [u8; 32] = hash.finalize().into();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// What makes two requests "the same": method, path, query string and body.

@@ -305,8 +305,10 @@ async fn malformed_keys_are_400_and_other_methods_ignore_keys() {
     assert_eq!(keys(&app, tenant).await, 0);
 }
 
+/// Every POST a client makes takes the key; only the provider's callback does not (it is
+/// idempotent by itself: statuses only move forward).
 #[tokio::test]
-async fn every_tenant_post_documents_the_key() {
+async fn every_post_but_the_provider_callback_documents_the_key() {
     let app = TestApp::spawn().await;
     let doc: Value = read(
         app.request(Method::GET, "/api/openapi.json")
@@ -323,7 +325,52 @@ async fn every_tenant_post_documents_the_key() {
             ps.iter()
                 .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
         });
-        let exempt = herald::api::TENANTLESS.contains(&route.key().as_str());
-        assert_eq!(declared, !exempt, "{}", route.key());
+        let callback = route.key() == "POST /api/providers/twilio/status";
+        assert_eq!(declared, !callback, "{}", route.key());
     }
+}
+
+/// Creating a tenant has no tenant to keep a key in: the key decides the tenant's id, so a
+/// retry finds the tenant made.
+#[tokio::test]
+async fn creating_a_tenant_with_a_key_makes_one_tenant() {
+    let app = TestApp::spawn().await;
+    let token = herald_tests::token("carol", None, 600);
+    let create = |key: &'static str, name: &'static str| {
+        app.request(Method::POST, "/api/tenants")
+            .bearer_auth(&token)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "name": name }))
+    };
+    let first = read(create("acme-signup", "Acme").send().await.unwrap()).await;
+    let tenant = first.ok(201).clone();
+    let again = read(create("acme-signup", "Acme").send().await.unwrap()).await;
+    assert_eq!(again.ok(201)["id"], tenant["id"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other_name = read(create("acme-signup", "Acme Corp").send().await.unwrap()).await;
+    other_name.problem(422);
+
+    let mine = read(
+        app.request(Method::GET, "/api/tenants")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(mine.ok(200)["items"].as_array().unwrap().len(), 1);
+
+    // Another caller's same key is another tenant.
+    let dave = herald_tests::token("dave", None, 600);
+    let theirs = read(
+        app.request(Method::POST, "/api/tenants")
+            .bearer_auth(&dave)
+            .header("Idempotency-Key", "acme-signup")
+            .json(&serde_json::json!({ "name": "Acme" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_ne!(theirs.ok(201)["id"], tenant["id"]);
 }

@@ -17,8 +17,10 @@ use super::Route;
 use crate::App;
 use crate::auth::Access;
 use crate::domain::{Limit, Offset};
+use crate::http::problem::Kind;
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
+use crate::idempotency;
 use crate::tenants::store::{self, MemberCursor, MemberQuery};
 use crate::tenants::{
     Change, CreateTenant, Member, MemberPage, PutMember, Sub, Tenant, TenantList, TenantRow,
@@ -71,24 +73,58 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 }
 
 /// Create a tenant; the caller (the token's `sub`) becomes its owner. Needs no
-/// `X-Tenant-ID`.
+/// `X-Tenant-ID`. With an `Idempotency-Key`, the tenant's id is derived from the caller
+/// and the key: a retry finds the tenant made and answers it again
+/// (`Idempotent-Replayed: true`) instead of making a second one.
 #[utoipa::path(post, path = "/api/tenants", tag = "tenants",
     request_body = CreateTenant,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the creation safe to retry: the same key and name answer the same tenant; the same key with another name is 422"),
+    ),
     responses(
         (status = 201, description = "Created, with the caller as owner", body = Tenant),
         (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let claims = app.caller(req).await?;
+    let key = idempotency::Key::from_header(req)?;
     let input: CreateTenant = body::json(req)?;
     let name = input.parse().map_err(Problem::invalid)?;
     let sub = Sub::parse(&claims.sub)
         .map_err(|e| Problem::unauthenticated(format!("the token's sub {e}")))?;
-    let row: TenantRow = app
+    let id = match &key {
+        Some(key) => idempotency::tenant_id(sub.as_str(), key),
+        None => Uuid::now_v7(),
+    };
+    let created = app
         .db()
-        .create_tenant(Uuid::now_v7(), name.as_str(), sub.as_str())
-        .await?;
-    response::json(StatusCode::CREATED, &Tenant::try_from(row)?)
+        .create_tenant::<TenantRow>(id, name.as_str(), sub.as_str())
+        .await;
+    match created {
+        Ok(row) => response::json(StatusCode::CREATED, &Tenant::try_from(row)?),
+        Err(err) if key.is_some() && crate::db::unique_violation(&err).is_some() => {
+            let rows: Vec<TenantRow> = app.db().tenants_of(sub.as_str()).await?;
+            match rows.into_iter().find(|t| t.id == id) {
+                Some(row) if row.name == name.as_str() => {
+                    let mut reply = response::json(StatusCode::CREATED, &Tenant::try_from(row)?)?;
+                    reply.headers_mut().insert(
+                        idempotency::REPLAYED,
+                        http::HeaderValue::from_static("true"),
+                    );
+                    Ok(reply)
+                }
+                Some(_) => Err(Problem::new(
+                    Kind::IdempotencyKeyReused,
+                    "this Idempotency-Key created a tenant with another name; use a new key",
+                )),
+                None => Err(Problem::new(
+                    Kind::IdempotencyKeyInUse,
+                    "this Idempotency-Key created a tenant you are no longer a member of",
+                )),
+            }
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The caller's tenants with the caller's role in each, oldest first. Needs no
