@@ -9,14 +9,13 @@ use std::time::Duration;
 use herald::db::Database;
 use herald::engine::sender::Sender;
 use herald::engine::{WAKE_CHANNEL, scheduler};
-use sqlx::postgres::PgListener;
 
 /// How long one pass of the local sender works before looking for notifications again.
 const PASS: Duration = Duration::from_secs(30);
 
 /// Runs the sender until the task is dropped.
 pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
-    let mut listener = match listen(&db).await {
+    let mut listener = match db.listen(WAKE_CHANNEL).await {
         Ok(l) => Some(l),
         Err(e) => {
             tracing::warn!(error = %e, "sender cannot LISTEN; polling only");
@@ -36,12 +35,6 @@ pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
             None => tokio::time::sleep(poll).await,
         }
     }
-}
-
-async fn listen(db: &Database) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(db.pool()).await?;
-    listener.listen(WAKE_CHANNEL).await?;
-    Ok(listener)
 }
 
 /// Runs the scheduler every `every` until the task is dropped.

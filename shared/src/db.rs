@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
@@ -156,6 +156,19 @@ impl Database {
     pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
         let tx = self.pool.begin().await?;
         TenantTx::service(tx, tenant).await
+    }
+
+    /// A `LISTEN` on `channel` over a connection of its own, outside the request pool: a
+    /// listener keeps its connection for as long as it lives, and one taken from the pool
+    /// would leave requests a connection short for good (herald-local runs two beside its
+    /// routes, which with its default pool of 4 left requests 2).
+    pub async fn listen(&self, channel: &str) -> Result<PgListener, sqlx::Error> {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = PgListener::connect_with(&own).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
     }
 
     /// Whether the database answers (for `/health`). Touches no tenant table.

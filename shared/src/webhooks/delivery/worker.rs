@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sqlx::postgres::PgListener;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -162,12 +161,9 @@ pub async fn run(db: Database, egress: Egress, options: Options) {
     let mut listener = None;
     loop {
         if listener.is_none() {
-            match PgListener::connect_with(db.pool()).await {
-                Ok(mut l) => match l.listen(CHANNEL).await {
-                    Ok(()) => listener = Some(l),
-                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; polling"),
-                },
-                Err(e) => tracing::warn!(error = %e, "no LISTEN connection; polling"),
+            match db.listen(CHANNEL).await {
+                Ok(l) => listener = Some(l),
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; polling"),
             }
         }
         loop {
