@@ -135,6 +135,18 @@ impl TestApp {
         self.http.request(method, format!("{}{}", self.base, path))
     }
 
+    /// The OpenAPI document the server serves (which must answer 200).
+    pub async fn openapi(&self) -> Value {
+        let reply = read(
+            self.request(Method::GET, "/api/openapi.json")
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await;
+        reply.ok(200).clone()
+    }
+
     /// Runs `sql` (returning one bigint) as the owner, who is not subject to RLS.
     pub async fn count(&self, sql: &'static str, tenant: Uuid) -> i64 {
         sqlx::query_scalar(sql)

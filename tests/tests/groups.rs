@@ -947,14 +947,7 @@ async fn a_viewer_reads_but_cannot_write() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_group_route() {
     let app = TestApp::spawn().await;
-    let doc = herald_tests::read(
-        app.request(Method::GET, "/api/openapi.json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let doc = doc.ok(200);
+    let doc = &app.openapi().await;
     for (path, methods) in [
         ("/api/groups", &["get", "post"][..]),
         ("/api/groups/{id}", &["get", "patch", "delete"][..]),

@@ -129,14 +129,7 @@ async fn health_reports_an_unreachable_database() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
     let app = TestApp::spawn().await;
-    let reply = read(
-        app.request(Method::GET, "/api/openapi.json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let doc = reply.ok(200);
+    let doc = &app.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     for route in routes() {
         let op = &doc["paths"][route.path][route.method.to_lowercase()];

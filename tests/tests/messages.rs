@@ -904,15 +904,7 @@ async fn viewers_read_only() {
 #[tokio::test]
 async fn the_openapi_document_describes_messages() {
     let app = TestApp::spawn().await;
-    let doc = herald_tests::read(
-        app.request(reqwest::Method::GET, "/api/openapi.json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .ok(200)
-    .clone();
+    let doc = app.openapi().await;
     let schemas = &doc["components"]["schemas"];
     for name in [
         "Message",

@@ -804,14 +804,7 @@ print("verified")
 #[tokio::test]
 async fn the_openapi_document_describes_the_delivery_routes() {
     let app = TestApp::spawn().await;
-    let doc = herald_tests::read(
-        app.request(reqwest::Method::GET, "/api/openapi.json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json;
+    let doc = app.openapi().await;
     for path in [
         "/api/webhooks/{id}/test",
         "/api/webhooks/{id}/logs/{logId}/retry",
