@@ -25,6 +25,11 @@ async fn create_get_update_and_soft_delete() {
     assert_eq!(contact["optedOut"], false);
     assert_eq!(contact["tenantId"], tenant.to_string());
     let path = format!("/api/contacts/{}", contact["id"].as_str().unwrap());
+    assert_eq!(
+        created.headers["location"],
+        path.as_str(),
+        "where the new contact lives"
+    );
 
     assert_eq!(alice.get(&path).await.ok(200), &contact);
 

@@ -101,6 +101,10 @@ async fn create_get_list_update_and_soft_delete() {
         )
         .await;
     let vips = created.ok(201).clone();
+    assert_eq!(
+        created.headers["location"],
+        format!("/api/groups/{}", vips["id"].as_str().unwrap()).as_str()
+    );
     assert_eq!(vips["name"], "VIPs");
     assert_eq!(vips["description"], "Best customers\nin London");
     assert_eq!(vips["memberCount"], 0);

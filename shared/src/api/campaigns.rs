@@ -1,6 +1,5 @@
 //! The campaigns function: `/api/campaigns`, and the status machine's actions.
 
-use http::StatusCode;
 use time::OffsetDateTime;
 
 use crate::App;
@@ -121,7 +120,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let campaign = store::insert(&mut tx, &new).await?;
     events::emit(&mut tx, EventType::CampaignCreated, &campaign).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &campaign)
+    response::created("/api/campaigns", campaign.id, &campaign)
 }
 
 /// Get one campaign, with its counters.

@@ -1,7 +1,5 @@
 //! The contacts function: `/api/contacts`.
 
-use http::StatusCode;
-
 use crate::App;
 use crate::auth::Access;
 use crate::contacts::import::{self, ImportReport};
@@ -124,7 +122,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let contact = store::insert(&mut tx, &new).await?;
     events::emit(&mut tx, EventType::ContactCreated, &contact).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &contact)
+    response::created("/api/contacts", contact.id, &contact)
 }
 
 /// Import up to 10,000 contacts from CSV (`text/csv`, with a header row) or a JSON array.

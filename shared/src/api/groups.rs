@@ -1,7 +1,5 @@
 //! The groups function: `/api/groups` and group membership.
 
-use http::StatusCode;
-
 use super::Function::Groups;
 use super::Route;
 use crate::App;
@@ -116,7 +114,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let group = store::insert(&mut tx, &new).await?;
     events::emit(&mut tx, EventType::GroupCreated, &group).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &group)
+    response::created("/api/groups", group.id, &group)
 }
 
 /// Get one group.

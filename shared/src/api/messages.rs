@@ -1,7 +1,5 @@
 //! The messages function: `/api/messages`, the history of every message and its status.
 
-use http::StatusCode;
-
 use crate::App;
 use crate::auth::Access;
 use crate::domain::{parse_time, parse_uuid};
@@ -171,7 +169,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     events::emit(&mut tx, EventType::MessageCreated, &message).await?;
     crate::engine::wake(&mut tx).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &message)
+    response::created("/api/messages", message.id, &message)
 }
 
 /// Get one message.

@@ -1,7 +1,5 @@
 //! The templates function: `/api/templates`.
 
-use http::StatusCode;
-
 use crate::App;
 use crate::auth::Access;
 use crate::contacts;
@@ -114,7 +112,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let template = store::insert(&mut tx, &new).await?;
     events::emit(&mut tx, EventType::TemplateCreated, &template).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &template)
+    response::created("/api/templates", template.id, &template)
 }
 
 /// Get one template.

@@ -112,7 +112,8 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let row = store::insert(&mut tx, &new, &secret).await?;
     events::emit(&mut tx, EventType::WebhookCreated, &row.masked()).await?;
     tx.commit().await?;
-    response::json(StatusCode::CREATED, &row.revealed())
+    let created = row.revealed();
+    response::created("/api/webhooks", created.id, &created)
 }
 
 /// Get one webhook (secret masked).

@@ -17,6 +17,20 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body
         .map_err(|_| Problem::internal())
 }
 
+/// 201 with the new resource, and its address in `Location` (`{collection}/{id}`).
+pub fn created<T: Serialize>(
+    collection: &str,
+    id: impl std::fmt::Display,
+    value: &T,
+) -> Result<Response<Body>, Problem> {
+    let mut response = json(StatusCode::CREATED, value)?;
+    let location = format!("{collection}/{id}");
+    if let Ok(value) = http::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
 pub fn ok<T: Serialize>(value: &T) -> Result<Response<Body>, Problem> {
     json(StatusCode::OK, value)
 }
