@@ -252,21 +252,17 @@ async fn keys_expire_after_24_hours_and_are_purged() {
     let alice = app.user("alice", tenant);
     alice.send(keyed(&alice, "old", ADA)).await.ok(201);
     alice.send(keyed(&alice, "recent", GRACE)).await.ok(201);
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
-    )
-    .execute(&app.owner)
-    .await
-    .unwrap();
+    let age_old_key = || {
+        sqlx::query(
+            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
+        )
+        .execute(&app.owner)
+    };
+    age_old_key().await.unwrap();
 
     // An expired key is a new key: another request may use it.
     alice.send(keyed(&alice, "old", LINUS)).await.ok(201);
-    sqlx::query(
-        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
-    )
-    .execute(&app.owner)
-    .await
-    .unwrap();
+    age_old_key().await.unwrap();
 
     // The purge runs as the application role, across tenants, through its definer function.
     let db = herald::db::Database::connect_lazy(
