@@ -146,6 +146,20 @@ async fn the_openapi_document_describes_every_route() {
                 route.key()
             );
         }
+        // Every write takes a body, except the actions on a resource that exists.
+        let action = [
+            "/start", "/pause", "/resume", "/cancel", "/secret", "/test", "/retry",
+        ]
+        .iter()
+        .any(|a| route.path.ends_with(a));
+        if matches!(route.method, "POST" | "PUT" | "PATCH") {
+            assert_eq!(
+                op["requestBody"].is_object(),
+                !action,
+                "{} request body",
+                route.key()
+            );
+        }
         let names_tenant = op["parameters"].as_array().is_some_and(|ps| {
             ps.iter()
                 .any(|p| p["name"] == "X-Tenant-ID" && p["in"] == "header")

@@ -57,6 +57,23 @@ pub async fn put(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     response::ok(&config.view(true, true))
 }
 
+/// The form Twilio posts to the status callback: the fields Herald reads. Twilio sends more,
+/// all of them covered by its signature.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the OpenAPI schema of a form the handler reads field by field
+pub struct TwilioStatusCallback {
+    #[schema(rename = "MessageSid")]
+    message_sid: String,
+    /// `queued`, `sent`, `delivered`, `read`, `failed`, `undelivered`, …
+    #[schema(rename = "MessageStatus")]
+    message_status: String,
+    /// The older name of `MessageStatus`.
+    #[schema(rename = "SmsStatus")]
+    sms_status: Option<String>,
+    #[schema(rename = "ErrorCode")]
+    error_code: Option<String>,
+}
+
 /// Twilio's status callback for one message. Not authenticated by a token: the
 /// `X-Twilio-Signature` over this URL and the form parameters must verify under the auth
 /// token of the tenant the URL names; otherwise 403 and nothing changes.
@@ -66,6 +83,7 @@ pub async fn put(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         ("messageId" = Uuid, Query, description = "Set by Herald in the StatusCallback URL"),
         ("X-Twilio-Signature" = String, Header),
     ),
+    request_body(content = TwilioStatusCallback, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 204, description = "Recorded (or ignored: a status that does not move the message forward)"),
         (status = 403, description = "The signature does not verify", body = ProblemDocument, content_type = "application/problem+json"),
