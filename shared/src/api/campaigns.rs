@@ -56,14 +56,11 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List live campaigns, newest first.
 #[utoipa::path(get, path = "/api/campaigns", tag = "campaigns",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
         ("status" = Option<Status>, Query, description = "Only campaigns in this status"),
     ),
     responses(
         (status = 200, body = CampaignPage),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = list_query(req)?;
@@ -110,7 +107,6 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
     responses(
         (status = 201, body = Campaign),
         (status = 422, description = "Invalid input, or the template or group is not a live one of this tenant", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -129,7 +125,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -149,7 +144,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         (status = 200, body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The campaign is past scheduled; the detail names its current status", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -189,7 +183,6 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         (status = 204, description = "Deleted"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The campaign is running", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -220,7 +213,6 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         (status = 200, description = "Now running or scheduled", body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "Not possible from the current status, which the detail names, or the tenant has no delivery provider", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn start(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let now = OffsetDateTime::now_utc();
@@ -260,7 +252,6 @@ async fn engine_side(
         (status = 200, body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     act(app, req, "cancel", |_| Action::Cancel).await
@@ -273,7 +264,6 @@ pub async fn cancel(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         (status = 200, body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn pause(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     act(app, req, "pause", |_| Action::Pause).await
@@ -286,7 +276,6 @@ pub async fn pause(app: &App, req: &Request) -> Result<Response<Body>, Problem> 
         (status = 200, body = Campaign),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "Not possible from the current status, which the detail names", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn resume(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     act(app, req, "resume", |_| Action::Resume).await

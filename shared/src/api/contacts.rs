@@ -50,16 +50,13 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List live contacts, newest first.
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
         ("search" = Option<String>, Query, description = "Substring of name, email or phone"),
         ("groupId" = Option<uuid::Uuid>, Query, description = "Only members of this group"),
     ),
     responses(
         (status = 200, body = ContactPage),
         (status = 404, description = "`groupId` names no live group", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = list_query(req)?;
@@ -113,7 +110,6 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
     responses(
         (status = 201, body = Contact),
         (status = 409, description = "A live contact has this phone or email", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -134,7 +130,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         )),
     responses(
         (status = 200, description = "Valid rows imported in one transaction; the rest reported", body = ImportReport),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn import(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -176,7 +171,6 @@ pub async fn import(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Contact),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -196,7 +190,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         (status = 200, body = Contact),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -219,7 +212,6 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;

@@ -61,13 +61,10 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List live groups, newest first.
 #[utoipa::path(get, path = "/api/groups", tag = "groups",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
     ),
     responses(
         (status = 200, body = GroupPage),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let limit = paging::limit(req)?;
@@ -105,7 +102,6 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     responses(
         (status = 201, body = Group),
         (status = 409, description = "A live group has this name", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -123,7 +119,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Group),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -143,7 +138,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         (status = 200, body = Group),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "A live group has this name", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -165,7 +159,6 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -182,13 +175,11 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
 #[utoipa::path(get, path = "/api/groups/{id}/contacts", tag = "groups",
     params(
         ("id" = uuid::Uuid, Path),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::CursorParams,
     ),
     responses(
         (status = 200, body = MemberPage),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -219,7 +210,6 @@ pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem
     responses(
         (status = 200, body = AddReport),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -244,7 +234,6 @@ pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Pro
     responses(
         (status = 200, body = RemoveReport),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn remove_members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;

@@ -47,9 +47,7 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List messages, newest first. Messages of deleted contacts and campaigns stay listed.
 #[utoipa::path(get, path = "/api/messages", tag = "messages",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
         ("campaignId" = Option<uuid::Uuid>, Query, description = "Only this campaign's messages"),
         ("contactId" = Option<uuid::Uuid>, Query, description = "Only messages to this contact"),
         ("status" = Option<MessageStatus>, Query, description = "Only messages in this status"),
@@ -58,7 +56,6 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
     ),
     responses(
         (status = 200, body = MessagePage),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = list_query(req)?;
@@ -133,7 +130,6 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
         (status = 201, description = "Queued", body = Message),
         (status = 409, description = "The contact has opted out", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input, no such live contact, or the contact has no address for the channel", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -178,7 +174,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Message),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -199,7 +194,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     responses(
         (status = 200, description = "Applied, or ignored with the reason", body = StatusUpdateResult),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update_status(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;

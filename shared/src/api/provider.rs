@@ -22,7 +22,6 @@ use crate::providers::{ProviderConfig, ProviderKind, store, twilio};
     responses(
         (status = 200, body = ProviderView),
         (status = 404, description = "No provider configured (and no default applies)", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Admin).await?;
@@ -45,7 +44,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     responses(
         (status = 200, body = ProviderView),
         (status = 422, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn put(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Admin).await?;
@@ -87,7 +85,6 @@ pub struct TwilioStatusCallback {
     responses(
         (status = 204, description = "Recorded (or ignored: a status that does not move the message forward)"),
         (status = 403, description = "The signature does not verify", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn twilio_status(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let uuid = |name: &str| {

@@ -52,14 +52,11 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List live templates, newest first.
 #[utoipa::path(get, path = "/api/templates", tag = "templates",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
         ("channel" = Option<Channel>, Query, description = "Only templates of this channel"),
     ),
     responses(
         (status = 200, body = TemplatePage),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = list_query(req)?;
@@ -103,7 +100,6 @@ fn list_query(req: &Request) -> Result<ListQuery, Problem> {
         (status = 201, body = Template),
         (status = 409, description = "A live template has this name", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or a template that does not compile", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -121,7 +117,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Template),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -143,7 +138,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or a template that does not compile", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -171,7 +165,6 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         (status = 204, description = "Deleted"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "An unfinished campaign sends this template", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -204,7 +197,6 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
         (status = 200, body = Preview),
         (status = 404, description = "No such template, or no such contact", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Invalid input, or the template does not render (too long, empty, out of fuel)", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn preview(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;

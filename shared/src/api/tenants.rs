@@ -83,7 +83,6 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
     ),
     responses(
         (status = 201, description = "Created, with the caller as owner", body = Tenant),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let claims = app.caller(req).await?;
@@ -132,7 +131,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
 #[utoipa::path(get, path = "/api/tenants", tag = "tenants",
     responses(
         (status = 200, body = TenantList),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let claims = app.caller(req).await?;
@@ -147,14 +145,11 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
 /// The current tenant's members, by `sub`. Owners and admins only.
 #[utoipa::path(get, path = "/api/tenant/members", tag = "tenants",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
     ),
     responses(
         (status = 200, body = MemberPage),
         (status = 403, description = "Not an owner or admin of the tenant", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let query = member_query(req)?;
@@ -184,7 +179,6 @@ pub async fn members(app: &App, req: &Request) -> Result<Response<Body>, Problem
         (status = 200, description = "Role changed (or already so)", body = Member),
         (status = 403, description = "Not an owner or admin, or an admin touching an owner", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The change would leave the tenant without an owner", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn put_member(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let sub = path_sub(req)?;
@@ -219,7 +213,6 @@ pub async fn put_member(app: &App, req: &Request) -> Result<Response<Body>, Prob
         (status = 403, description = "Not an owner or admin, or an admin removing an owner", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The member is the tenant's last owner", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let sub = path_sub(req)?;

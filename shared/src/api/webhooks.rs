@@ -70,13 +70,10 @@ pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> 
 /// List live webhooks, newest first. Secrets are masked.
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
     ),
     responses(
         (status = 200, body = WebhookPage),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let paging = Paging::from_request(req)?;
@@ -99,7 +96,6 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; `secret` in full", body = Webhook),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let mut tx = app.begin(req, Access::Write).await?;
@@ -122,7 +118,6 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, body = Webhook),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -141,7 +136,6 @@ pub async fn get(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     responses(
         (status = 200, body = Webhook),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -168,7 +162,6 @@ pub async fn update(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -189,7 +182,6 @@ pub async fn delete(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     responses(
         (status = 200, description = "The webhook with its new `secret` in full", body = Webhook),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn regenerate_secret(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -207,14 +199,11 @@ pub async fn regenerate_secret(app: &App, req: &Request) -> Result<Response<Body
 #[utoipa::path(get, path = "/api/webhooks/{id}/logs", tag = "webhooks",
     params(
         ("id" = uuid::Uuid, Path),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, default 50"),
-        ("offset" = Option<u32>, Query, minimum = 0, maximum = 100000, description = "Rows to skip; the answer then includes `total`"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        crate::http::paging::PageParams,
     ),
     responses(
         (status = 200, body = WebhookLogPage),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn logs(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -251,7 +240,6 @@ pub struct Queued {
         (status = 202, description = "Queued", body = Queued),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The webhook is disabled", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn test(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;
@@ -281,7 +269,6 @@ pub async fn test(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
         (status = 202, description = "Queued", body = Queued),
         (status = 404, body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The webhook is disabled, or this event is being delivered right now", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = "4XX", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn retry(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     let id = request::path_uuid(req, "id")?;

@@ -9,6 +9,34 @@ use crate::domain::{Cursor, Limit, Offset};
 
 pub use crate::domain::Paging;
 
+/// The paging parameters of a list, as the OpenAPI document shows them (the handler reads
+/// them with [`Paging::from_request`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documentation only
+pub struct PageParams {
+    /// Page size, default 50
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// Rows to skip; the answer then includes `total`
+    #[param(minimum = 0, maximum = 100000)]
+    offset: Option<u32>,
+    /// `nextCursor` of the previous page
+    cursor: Option<String>,
+}
+
+/// [`PageParams`] for the lists that page by cursor only.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documentation only
+pub struct CursorParams {
+    /// Page size, default 50
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `nextCursor` of the previous page
+    cursor: Option<String>,
+}
+
 impl Paging {
     pub fn from_request(req: &Request) -> Result<Paging, Problem> {
         let limit = limit(req)?;
