@@ -59,7 +59,66 @@ pub fn document() -> utoipa::openapi::OpenApi {
     add_tenant(&mut doc);
     add_idempotency_key(&mut doc);
     add_common_failures(&mut doc);
+    add_links(&mut doc);
     doc
+}
+
+/// OpenAPI links from each create (`POST /api/x` answering 201) to the operations on what it
+/// made (`/api/x/{id}` and below, `id` from the response body): clients and fuzzers can
+/// follow them instead of guessing ids.
+fn add_links(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+
+    let paths: Vec<(String, Vec<&'static str>)> = doc
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods = [
+                ("get", item.get.is_some()),
+                ("put", item.put.is_some()),
+                ("post", item.post.is_some()),
+                ("patch", item.patch.is_some()),
+                ("delete", item.delete.is_some()),
+            ];
+            let present = methods.iter().filter(|(_, p)| *p).map(|(m, _)| *m);
+            (path.clone(), present.collect())
+        })
+        .collect();
+    for (collection, _) in paths.iter().filter(|(p, _)| !p.contains('{')) {
+        let prefix = format!("{collection}/{{id}}");
+        let targets: Vec<(String, &str)> = paths
+            .iter()
+            // Below the new resource, with no parameter but its id.
+            .filter(|(p, _)| {
+                (p == &prefix || p.starts_with(&format!("{prefix}/")))
+                    && p.matches('{').count() == 1
+            })
+            .flat_map(|(p, methods)| methods.iter().map(move |m| (p.clone(), *m)))
+            .collect();
+        let Some(RefOr::T(created)) = doc
+            .paths
+            .paths
+            .get_mut(collection)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|op| op.responses.responses.get_mut("201"))
+        else {
+            continue;
+        };
+        for (path, method) in targets {
+            let pointer = path.replace('~', "~0").replace('/', "~1");
+            let suffix = path[prefix.len()..].replace('/', "_");
+            created.links.insert(
+                format!("{method}{suffix}").to_uppercase(),
+                LinkBuilder::new()
+                    .operation_ref(format!("#/paths/{pointer}/{method}"))
+                    .parameter("id", "$response.body#/id")
+                    .build()
+                    .into(),
+            );
+        }
+    }
 }
 
 /// Failures any route can answer, declared once: a problem for any client error not

@@ -182,6 +182,16 @@ async fn the_openapi_document_describes_every_route() {
         routes().count(),
         "the document has operations no route serves"
     );
+    // A create links to the operations on what it made.
+    let links = &doc["paths"]["/api/contacts"]["post"]["responses"]["201"]["links"];
+    for (name, pointer) in [
+        ("GET", "#/paths/~1api~1contacts~1{id}/get"),
+        ("PATCH", "#/paths/~1api~1contacts~1{id}/patch"),
+        ("DELETE", "#/paths/~1api~1contacts~1{id}/delete"),
+    ] {
+        assert_eq!(links[name]["operationRef"], pointer);
+        assert_eq!(links[name]["parameters"]["id"], "$response.body#/id");
+    }
     assert!(doc["components"]["schemas"]["ProblemDocument"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
