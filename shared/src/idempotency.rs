@@ -47,10 +47,14 @@ impl Key {
         if ok && !raw.trim().is_empty() {
             Ok(Key(raw.to_owned()))
         } else {
-            Err(Problem::malformed(format!(
-                "the Idempotency-Key header must be 1 to {MAX_LEN} visible ASCII characters"
-            )))
+            Err(Key::invalid())
         }
+    }
+
+    fn invalid() -> Problem {
+        Problem::malformed(format!(
+            "the Idempotency-Key header must be 1 to {MAX_LEN} visible ASCII characters"
+        ))
     }
 
     /// The `Idempotency-Key` header, if sent, whatever the route.
@@ -58,7 +62,7 @@ impl Key {
         match req.headers().get(HEADER) {
             None => Ok(None),
             Some(value) => {
-                let text = value.to_str().map_err(|_| Key::parse("").unwrap_err())?;
+                let text = value.to_str().map_err(|_| Key::invalid())?;
                 Key::parse(text).map(Some)
             }
         }
