@@ -6,10 +6,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
-use herald_tests::{TestApp, load, token};
+use herald_tests::{TestApp, load};
 
 #[path = "stdout.rs"]
 mod stdout;
@@ -56,13 +55,7 @@ async fn main() -> ExitCode {
         c.observer.rate_limit_per_minute = 10_000_000;
     })
     .await;
-    let mut tenants = Vec::new();
-    for owner in ["load-a", "load-b"] {
-        let id = app.tenant(owner).await;
-        tenants.push(Arc::new(
-            load::prepare(&app.http, &app.base, id, token(owner, None, 3600)).await,
-        ));
-    }
+    let tenants = load::two_tenants(&app).await;
     eprintln!(
         "mixed-load: {} steps at concurrency {}…",
         args.requests, args.concurrency
@@ -70,7 +63,7 @@ async fn main() -> ExitCode {
     let report = load::run(
         &app.http,
         &app.base,
-        [Arc::clone(&tenants[0]), Arc::clone(&tenants[1])],
+        tenants,
         args.requests,
         args.concurrency,
     )

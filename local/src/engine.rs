@@ -47,9 +47,7 @@ pub async fn run_scheduler(db: Database, every: Duration) {
             Ok(_) => {}
             Err(problem) => tracing::error!(detail = ?problem.detail, "scheduler pass failed"),
         }
-        if let Err(e) =
-            herald::idempotency::purge(&db, herald::engine::invocation::PURGE_PER_RUN).await
-        {
+        if let Err(e) = herald::idempotency::purge(&db).await {
             tracing::warn!(error = %e, "idempotency key purge failed");
         }
         tokio::time::sleep(every).await;

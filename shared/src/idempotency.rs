@@ -247,9 +247,16 @@ impl StoredKey {
                 headers.append(name, value);
             }
         }
-        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+        mark_replayed(&mut response);
         response
     }
+}
+
+/// Marks `response` as the answer an earlier request with the same key got.
+pub fn mark_replayed(response: &mut Response<Body>) {
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
 }
 
 tokio::task_local! {
@@ -337,10 +344,14 @@ pub(crate) async fn mark_committed(
     Ok(())
 }
 
-/// Deletes up to `max_rows` keys older than 24 hours, across tenants; answers how many.
-pub async fn purge(db: &Database, max_rows: i32) -> Result<i32, sqlx::Error> {
+/// Keys past their 24 hours deleted per purge (the scheduler runs one a minute): far more
+/// than a busy minute creates, and a bounded statement.
+pub const PURGE_BATCH: i32 = 10_000;
+
+/// Deletes up to [`PURGE_BATCH`] keys older than 24 hours, across tenants; answers how many.
+pub async fn purge(db: &Database) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar("SELECT app.purge_idempotency_keys($1)")
-        .bind(max_rows)
+        .bind(PURGE_BATCH)
         .fetch_one(db.pool())
         .await
 }

@@ -63,6 +63,29 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Every operation of `doc` with its path and method as the route table spells them
+/// (`GET /api/contacts`): the one walk the additions below share.
+fn operations_mut(
+    doc: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&str, &'static str, &mut utoipa::openapi::path::Operation)> {
+    doc.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("PATCH", &mut item.patch),
+            ("DELETE", &mut item.delete),
+        ]
+        .into_iter()
+        .filter_map(move |(method, op)| Some((path.as_str(), method, op.as_mut()?)))
+    })
+}
+
+/// Whether the route acts outside any tenant ([`api::TENANTLESS`]).
+fn tenantless(method: &str, path: &str) -> bool {
+    api::TENANTLESS.contains(&format!("{method} {path}").as_str())
+}
+
 /// OpenAPI links from each create (`POST /api/x` answering 201) to the operations on what it
 /// made (`/api/x/{id}` and below, `id` from the response body): clients and fuzzers can
 /// follow them instead of guessing ids.
@@ -70,33 +93,14 @@ fn add_links(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
     use utoipa::openapi::link::LinkBuilder;
 
-    let paths: Vec<(String, Vec<&'static str>)> = doc
-        .paths
-        .paths
-        .iter()
-        .map(|(path, item)| {
-            let methods = [
-                ("get", item.get.is_some()),
-                ("put", item.put.is_some()),
-                ("post", item.post.is_some()),
-                ("patch", item.patch.is_some()),
-                ("delete", item.delete.is_some()),
-            ];
-            let present = methods.iter().filter(|(_, p)| *p).map(|(m, _)| *m);
-            (path.clone(), present.collect())
-        })
+    let operations: Vec<(String, &str)> = operations_mut(doc)
+        .map(|(path, method, _)| (path.to_owned(), method))
         .collect();
-    for (collection, _) in paths.iter().filter(|(p, _)| !p.contains('{')) {
+    for (collection, _) in operations
+        .iter()
+        .filter(|(p, m)| *m == "POST" && !p.contains('{'))
+    {
         let prefix = format!("{collection}/{{id}}");
-        let targets: Vec<(String, &str)> = paths
-            .iter()
-            // Below the new resource, with no parameter but its id.
-            .filter(|(p, _)| {
-                (p == &prefix || p.starts_with(&format!("{prefix}/")))
-                    && p.matches('{').count() == 1
-            })
-            .flat_map(|(p, methods)| methods.iter().map(move |m| (p.clone(), *m)))
-            .collect();
         let Some(RefOr::T(created)) = doc
             .paths
             .paths
@@ -106,7 +110,12 @@ fn add_links(doc: &mut utoipa::openapi::OpenApi) {
         else {
             continue;
         };
+        // Below the new resource, with no parameter but its id.
+        let targets = operations.iter().filter(|(p, _)| {
+            (*p == prefix || p.starts_with(&format!("{prefix}/"))) && p.matches('{').count() == 1
+        });
         for (path, method) in targets {
+            let method = method.to_lowercase();
             let pointer = path.replace('~', "~0").replace('/', "~1");
             let suffix = path[prefix.len()..].replace('/', "_");
             created.links.insert(
@@ -148,25 +157,14 @@ fn add_common_failures(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
         .build();
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let responses = &mut op.responses.responses;
-            responses
-                .entry("4XX".into())
-                .or_insert_with(|| client_error.clone().into());
-            responses
-                .entry("503".into())
-                .or_insert_with(|| unavailable.clone().into());
-        }
+    for (_, _, op) in operations_mut(doc) {
+        let responses = &mut op.responses.responses;
+        responses
+            .entry("4XX".into())
+            .or_insert_with(|| client_error.clone().into());
+        responses
+            .entry("503".into())
+            .or_insert_with(|| unavailable.clone().into());
     }
 }
 
@@ -198,18 +196,8 @@ fn add_tenant(doc: &mut utoipa::openapi::OpenApi) {
         .description(Some("The tenant to act in, when `X-Tenant-ID` is not sent"))
         .schema(Some(uuid()))
         .build();
-    for (path, item) in doc.paths.paths.iter_mut() {
-        for (method, op) in [
-            ("GET", &mut item.get),
-            ("PUT", &mut item.put),
-            ("POST", &mut item.post),
-            ("PATCH", &mut item.patch),
-            ("DELETE", &mut item.delete),
-        ] {
-            let Some(op) = op.as_mut() else { continue };
-            if api::TENANTLESS.contains(&format!("{method} {path}").as_str()) {
-                continue;
-            }
+    for (path, method, op) in operations_mut(doc) {
+        if !tenantless(method, path) {
             let params = op.parameters.get_or_insert_with(Vec::new);
             params.push(header.clone().into());
             params.push(query.clone().into());
@@ -240,11 +228,8 @@ fn add_idempotency_key(doc: &mut utoipa::openapi::OpenApi) {
                 .pattern(Some("^[\\x20-\\x7E]*[\\x21-\\x7E][\\x20-\\x7E]*$")),
         ))
         .build();
-    for (path, item) in doc.paths.paths.iter_mut() {
-        let key = format!("POST {path}");
-        if let Some(op) = item.post.as_mut()
-            && !api::TENANTLESS.contains(&key.as_str())
-        {
+    for (path, method, op) in operations_mut(doc) {
+        if method == "POST" && !tenantless(method, path) {
             op.parameters
                 .get_or_insert_with(Vec::new)
                 .push(parameter.clone().into());

@@ -91,8 +91,7 @@ impl Cluster {
     }
 
     async fn run(&self, program: &str, args: &[&str]) {
-        let status = self
-            .command(program, args)
+        let status = Command::from(self.command(program, args))
             .stdout(Stdio::null())
             .status()
             .await
@@ -100,14 +99,15 @@ impl Cluster {
         assert!(status.success(), "{program} {args:?} failed");
     }
 
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    /// `program` from PostgreSQL's binaries, as `postgres` when this process is root.
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
         let program = self.bin.join(program);
         let mut command = if as_root() {
-            let mut c = Command::new("runuser");
+            let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            Command::new(program)
+            std::process::Command::new(program)
         };
         command.args(args).current_dir(&self.dir);
         command
@@ -116,17 +116,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.data();
-        let mut stop = std::process::Command::new(self.bin.join("pg_ctl"));
-        if as_root() {
-            stop = std::process::Command::new("runuser");
-            stop.args(["-u", "postgres", "--"])
-                .arg(self.bin.join("pg_ctl"));
-        }
-        let _ = stop
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
+        let data = self.data().display().to_string();
+        let _ = self
+            .command("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -3,8 +3,8 @@
 //! starts through the HTTP API, every answer checked for a server error and for any row of
 //! the other tenant.
 //!
-//! Request `i` goes to tenant `i % 2` and does the `i % 20`th thing of [`MIX`]: half lists
-//! and gets, a quarter single writes, one in twenty an import of 50 rows, one in twenty a
+//! Step `i` goes to tenant `i % 2` and does the `(i / 2) % 20`th thing of [`MIX`], so
+//! each tenant gets the whole mix: half lists and gets, a quarter single writes, one in twenty an import of 50 rows, one in twenty a
 //! campaign created and started (two requests).
 
 use std::collections::BTreeMap;
@@ -127,9 +127,20 @@ impl Report {
     }
 }
 
+/// The load's two tenants on `app`, each with a template, a group and a few contacts in it.
+pub async fn two_tenants(app: &crate::TestApp) -> [Arc<Tenant>; 2] {
+    let mut tenants = Vec::new();
+    for owner in ["load-a", "load-b"] {
+        let id = app.tenant(owner).await;
+        let token = crate::token(owner, None, 3600);
+        tenants.push(Arc::new(prepare(&app.http, &app.base, id, token).await));
+    }
+    [Arc::clone(&tenants[0]), Arc::clone(&tenants[1])]
+}
+
 /// Gives `tenant` (whose owner holds `token`) a template, a group and a few contacts in
 /// it, through the API.
-pub async fn prepare(http: &reqwest::Client, base: &str, id: Uuid, token: String) -> Tenant {
+async fn prepare(http: &reqwest::Client, base: &str, id: Uuid, token: String) -> Tenant {
     let client = Client {
         http,
         base,
@@ -235,29 +246,29 @@ async fn one(
         let contacts = tenant.contacts.lock().await;
         contacts[i % contacts.len()].clone()
     };
-    let calls: Vec<(Method, String, Option<Value>)> = match kind {
-        Kind::List => vec![(Method::GET, "/api/contacts?limit=50".into(), None)],
-        Kind::Get => vec![(
+    let (method, path, body): (Method, String, Option<Value>) = match kind {
+        Kind::List => (Method::GET, "/api/contacts?limit=50".into(), None),
+        Kind::Get => (
             Method::GET,
             format!("/api/contacts/{}", some_contact().await),
             None,
-        )],
-        Kind::Campaigns => vec![(Method::GET, "/api/campaigns?limit=50".into(), None)],
-        Kind::Messages => vec![(Method::GET, "/api/messages?limit=50".into(), None)],
-        Kind::Create => vec![(Method::POST, "/api/contacts".into(), Some(contact_body()))],
-        Kind::Patch => vec![(
+        ),
+        Kind::Campaigns => (Method::GET, "/api/campaigns?limit=50".into(), None),
+        Kind::Messages => (Method::GET, "/api/messages?limit=50".into(), None),
+        Kind::Create => (Method::POST, "/api/contacts".into(), Some(contact_body())),
+        Kind::Patch => (
             Method::PATCH,
             format!("/api/contacts/{}", some_contact().await),
             Some(json!({ "attributes": { "visit": i } })),
-        )],
-        Kind::Import => vec![(
+        ),
+        Kind::Import => (
             Method::POST,
             "/api/contacts/import".into(),
             Some(Value::Array(
                 (0..IMPORT_ROWS).map(|_| contact_body()).collect(),
             )),
-        )],
-        Kind::Start => vec![(
+        ),
+        Kind::Start => (
             Method::POST,
             "/api/campaigns".into(),
             Some(json!({
@@ -265,29 +276,26 @@ async fn one(
                 "templateId": tenant.template,
                 "groupId": tenant.group,
             })),
-        )],
+        ),
     };
-    for (method, path, body) in calls {
+    let sent = Instant::now();
+    let answer = client.send(method.clone(), &path, body).await;
+    let Some((status, json)) = record(report, tenant, kind, &method, &path, sent, answer) else {
+        return;
+    };
+    if kind == Kind::Create && status == 201 {
+        let id = json["id"].as_str().unwrap_or_default().to_owned();
+        tenant.contacts.lock().await.push(id);
+    }
+    if kind == Kind::Start && status == 201 {
+        // The campaign was created: start it, the second request of this step.
+        let start = format!(
+            "/api/campaigns/{}/start",
+            json["id"].as_str().unwrap_or_default()
+        );
         let sent = Instant::now();
-        let answer = client.send(method.clone(), &path, body).await;
-        let Some((status, json)) = record(report, tenant, kind, &method, &path, sent, answer)
-        else {
-            return;
-        };
-        if kind == Kind::Create && status == 201 {
-            let id = json["id"].as_str().unwrap_or_default().to_owned();
-            tenant.contacts.lock().await.push(id);
-        }
-        if kind == Kind::Start && status == 201 {
-            // The campaign was created: start it, the second request of this step.
-            let start = format!(
-                "/api/campaigns/{}/start",
-                json["id"].as_str().unwrap_or_default()
-            );
-            let sent = Instant::now();
-            let answer = client.send(Method::POST, &start, Some(json!({}))).await;
-            record(report, tenant, kind, &Method::POST, &start, sent, answer);
-        }
+        let answer = client.send(Method::POST, &start, Some(json!({}))).await;
+        record(report, tenant, kind, &Method::POST, &start, sent, answer);
     }
 }
 

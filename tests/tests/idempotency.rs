@@ -272,10 +272,10 @@ async fn keys_expire_after_24_hours_and_are_purged() {
         "purge-test",
     )
     .unwrap();
-    assert_eq!(herald::idempotency::purge(&db, 100).await.unwrap(), 1);
+    assert_eq!(herald::idempotency::purge(&db).await.unwrap(), 1);
     assert_eq!(keys(&app, tenant).await, 1, "the recent key stays");
     // And the app role cannot delete recent keys through the definer's rights.
-    assert_eq!(herald::idempotency::purge(&db, 100).await.unwrap(), 0);
+    assert_eq!(herald::idempotency::purge(&db).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -1,22 +1,13 @@
 //! A mixed load over two tenants (CI's reduced size of the `mixed-load` bench): no server
 //! error, and no answer holds a row of the other tenant.
 
-use std::sync::Arc;
-
-use herald_tests::{TestApp, load, token};
+use herald_tests::{TestApp, load};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_over_two_tenants_has_no_server_error_and_no_crossed_rows() {
     // The sender runs, as in production: campaign starts queue and send real messages.
     let app = TestApp::spawn_config(|c| c.run_sender = true).await;
-    let mut tenants = Vec::new();
-    for owner in ["load-a", "load-b"] {
-        let id = app.tenant(owner).await;
-        tenants.push(Arc::new(
-            load::prepare(&app.http, &app.base, id, token(owner, None, 3600)).await,
-        ));
-    }
-    let tenants: [Arc<load::Tenant>; 2] = [Arc::clone(&tenants[0]), Arc::clone(&tenants[1])];
+    let tenants = load::two_tenants(&app).await;
 
     let report = load::run(&app.http, &app.base, tenants, 2_000, 32).await;
     eprintln!("{}", report.summary());

@@ -106,10 +106,7 @@ pub async fn create(app: &App, req: &Request) -> Result<Response<Body>, Problem>
             match rows.into_iter().find(|t| t.id == id) {
                 Some(row) if row.name == name.as_str() => {
                     let mut reply = response::json(StatusCode::CREATED, &Tenant::try_from(row)?)?;
-                    reply.headers_mut().insert(
-                        idempotency::REPLAYED,
-                        http::HeaderValue::from_static("true"),
-                    );
+                    idempotency::mark_replayed(&mut reply);
                     Ok(reply)
                 }
                 Some(_) => Err(Problem::new(

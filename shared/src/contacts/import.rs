@@ -49,11 +49,11 @@ pub struct Plan {
     pub report: ImportReport,
 }
 
-/// A JSON array of contact objects, each shaped like `POST /api/contacts`.
-/// A JSON array of contacts. Unlike a CSV file, a JSON document has a shape of its own: a
-/// row that is not a contact object (wrong types, unknown or missing fields) makes the whole
-/// import 422, every such row named by its pointer (`/0` is row 1), and nothing is imported.
-/// Rows of the right shape with invalid values (a bad phone) are reported row by row.
+/// A JSON array of contacts, each shaped like `POST /api/contacts`. Unlike a CSV file, a
+/// JSON document has a shape of its own: a row that is not a contact object (wrong types,
+/// unknown or missing fields) makes the whole import 422, every such row named by its
+/// pointer (`/0` is row 1), and nothing is imported. Rows of the right shape with invalid
+/// values (a bad phone) are reported row by row.
 pub fn parse_json(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, Problem> {
     let items: Vec<Value> = crate::http::body::decode(bytes)?;
     check_count(items.len())?;

@@ -16,10 +16,6 @@ use super::sender::Sender;
 /// Lambda's 15-minute limit, so a batch in flight is recorded before the function is cut off.
 pub const SENDER_BUDGET: Duration = Duration::from_secs(10 * 60);
 
-/// Idempotency keys past their 24 hours deleted per scheduler run (each minute): far more
-/// than a busy minute creates, and a bounded statement.
-pub const PURGE_PER_RUN: i32 = 10_000;
-
 async fn measured<T: serde::Serialize>(
     function: &'static str,
     request_id: &str,
@@ -33,7 +29,7 @@ async fn measured<T: serde::Serialize>(
 pub async fn schedule(db: &Database, request_id: &str) -> Result<Value, Problem> {
     measured("scheduler", request_id, async {
         let started = scheduler::run_once(db).await?;
-        let purged = crate::idempotency::purge(db, PURGE_PER_RUN).await?;
+        let purged = crate::idempotency::purge(db).await?;
         Ok(json!({ "started": started, "purgedIdempotencyKeys": purged }))
     })
     .await

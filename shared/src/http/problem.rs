@@ -284,8 +284,9 @@ impl From<sqlx::Error> for Problem {
 }
 
 /// Whether `err` means the database could not be reached or is going away (a restart, a
-/// failover, an exhausted pool): the request did nothing that committed, and a retry may
-/// succeed. SQLSTATE classes 08 (connection exception), 53 (insufficient resources, e.g.
+/// failover, an exhausted pool): a retry may succeed. Whether the request's work committed
+/// is unknown only when the connection broke during `COMMIT`; an `Idempotency-Key` makes
+/// that retry safe. SQLSTATE classes 08 (connection exception), 53 (insufficient resources, e.g.
 /// too many connections) and 57P (shutting down, starting up).
 pub fn unavailable(err: &sqlx::Error) -> bool {
     match err {
