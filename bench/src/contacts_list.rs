@@ -53,6 +53,12 @@ const PAGE: usize = 50;
 const COLUMNS: &str = "id, tenant_id, name, phone, email, attributes, opted_out_at, \
                        (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at";
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadGenerator {
+    Wrk,
+    Reqwest,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "contacts-list",
@@ -84,7 +90,12 @@ struct Args {
     /// Tokio worker threads of the server's runtime (default: the number of CPUs).
     #[arg(long)]
     server_threads: Option<usize>,
-    /// Worker threads of the load generator's own runtime; 0 runs it on the server's.
+    /// What sends the HTTP load: `wrk` (Debian package `wrk`), a C load generator as lean as
+    /// pgbench is on its side, or `reqwest`, this process's own client, which checks every
+    /// answer's body too but costs the shared CPUs about three times what wrk does.
+    #[arg(long, value_enum, default_value_t = LoadGenerator::Wrk)]
+    load_generator: LoadGenerator,
+    /// Worker threads of the reqwest load generator's own runtime; 0 runs it on the server's.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Where the server's stdout (a log line and an EMF line per request) goes.
@@ -269,6 +280,8 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     );
 
     // 2. HTTP load.
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
     let token = token::issue(SECRET, OWNER_SUB, None, 3600)?;
     let target = Target {
         url: format!("http://{}/api/contacts?limit={PAGE}", running.addr),
@@ -289,38 +302,71 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
 
     eprintln!(
-        "contacts-list: HTTP load, concurrency {}, {} s warm-up + {} s",
-        args.concurrency, args.warmup, args.seconds
+        "contacts-list: HTTP load ({:?}), concurrency {}, {} s warm-up + {} s",
+        args.load_generator, args.concurrency, args.warmup, args.seconds
     );
-    let measure_from = Instant::now() + Duration::from_secs(args.warmup);
-    let end = measure_from + Duration::from_secs(args.seconds);
-    let fut = load(
-        client,
-        Arc::new(target),
-        args.concurrency,
-        measure_from,
-        end,
-    );
-    let handle = match &setup.client {
-        Some(rt) => rt.spawn(fut),
-        None => tokio::spawn(fut),
+    let load_threads = args.concurrency.min(setup.cpus).max(1);
+    let (load, http_cpu, http_backends) = match args.load_generator {
+        LoadGenerator::Reqwest => {
+            let measure_from = Instant::now() + Duration::from_secs(args.warmup);
+            let end = measure_from + Duration::from_secs(args.seconds);
+            let fut = load(
+                client.clone(),
+                Arc::new(Target {
+                    url: target.url.clone(),
+                }),
+                args.concurrency,
+                measure_from,
+                end,
+            );
+            let handle = match &setup.client {
+                Some(rt) => rt.spawn(fut),
+                None => tokio::spawn(fut),
+            };
+            tokio::time::sleep_until(measure_from.into()).await;
+            let cpu_from = Cpu::now();
+            let backends = Backends::of(&owner, &db_name, "herald-local").await;
+            tokio::time::sleep_until(end.into()).await;
+            let http_cpu = Cpu::now().since(&cpu_from);
+            let http_backends = backends.cpu_since_start();
+            (handle.await?.measured(), http_cpu, http_backends)
+        }
+        LoadGenerator::Wrk => {
+            let wrk = Wrk {
+                url: target.url.clone(),
+                headers: vec![
+                    format!("Authorization: Bearer {token}"),
+                    format!("X-Tenant-ID: {}", bench.id),
+                ],
+                connections: args.concurrency,
+                threads: load_threads,
+                script: wrk_script(&dir)?,
+            };
+            if args.warmup > 0 {
+                wrk.run(args.warmup).await?;
+            }
+            let cpu_from = Cpu::now();
+            let backends = Backends::of(&owner, &db_name, "herald-local").await;
+            let run = wrk.run(args.seconds).await?;
+            let http_cpu = Cpu::now().since(&cpu_from);
+            let http_backends = backends.cpu_since_start();
+            (run, http_cpu, http_backends)
+        }
     };
-    tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_from = Cpu::now();
-    let backends = Backends::of(&owner, &db_name, "herald-local").await;
-    tokio::time::sleep_until(end.into()).await;
-    let http_cpu = Cpu::now().since(&cpu_from);
-    let http_backends = backends.cpu_since_start();
-    let load = handle.await?;
+    // wrk counts statuses only: the body must still be a full page after the load.
+    if let Err(e) = fetch(&client, &target).await {
+        eprintln!("contacts-list: the request after the load failed: {e}");
+    }
     running.task.abort();
     let _ = running.task.await;
     if let Some(e) = &load.first_error {
         eprintln!("contacts-list: first failed request: {e}");
     }
-    let per_request = load.latencies.len() as u64 + load.errors;
+    let per_request = load.ok + load.errors;
     let gateway_us = [
         per_op_us(http_cpu.server, per_request),
-        per_op_us(http_cpu.load, per_request),
+        // The reqwest client's threads, or wrk (a child process, waited for in the window).
+        per_op_us(http_cpu.load + http_cpu.children, per_request),
         per_op_us(http_backends.cpu, per_request),
     ];
     let gateway_total: f64 = gateway_us.iter().sum();
@@ -329,8 +375,8 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
          server {:.0} us, load generator {:.0} us, PostgreSQL {:.0} us, total {gateway_total:.0} us; \
          anything else {:.0} % of a core",
         load.rps(),
-        ms(load.percentile(0.50)),
-        ms(load.percentile(0.99)),
+        ms(load.p50),
+        ms(load.p99),
         load.errors,
         gateway_us[0],
         gateway_us[1],
@@ -344,8 +390,6 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 3. and 4. pgbench.
-    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let pg = Pgbench {
         conn,
         owner_pool: owner.clone(),
@@ -468,8 +512,8 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         s,
         "gateway  GET /api/contacts?limit={PAGE}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
         load.rps(),
-        ms(load.percentile(0.50)),
-        ms(load.percentile(0.99)),
+        ms(load.p50),
+        ms(load.p99),
         load.errors
     )?;
     let tps_line = |r: &Option<PgbenchRun>| match r {
@@ -596,7 +640,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         "  CPU, measured HTTP window (100 % = one core): server threads {:.0} %, load generator {:.0} %, \
          PostgreSQL (all databases) {:.0} %, anything else {:.0} %, machine busy {:.0} % of {} %",
         http_cpu.share(http_cpu.server),
-        http_cpu.share(http_cpu.load),
+        http_cpu.share(http_cpu.load + http_cpu.children),
         http_cpu.share(http_cpu.postgres),
         http_cpu.share(http_cpu.other()),
         http_cpu.share(http_cpu.machine_busy),
@@ -636,14 +680,16 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         s,
         "  gateway: {} requests measured, mean {:.2} ms, max {:.1} ms; server runtime {} threads, \
          load generator {}, db pool {}",
-        load.latencies.len(),
-        ms(load.mean()),
-        ms(load.latencies.last().copied().unwrap_or_default()),
+        load.ok,
+        ms(load.mean),
+        ms(load.max),
         setup.server_threads,
-        if args.client_threads == 0 {
-            "on the server's runtime".to_owned()
-        } else {
-            format!("{} thread(s)", args.client_threads)
+        match args.load_generator {
+            LoadGenerator::Wrk => format!("wrk, {load_threads} thread(s)"),
+            LoadGenerator::Reqwest if args.client_threads == 0 => {
+                "reqwest on the server's runtime".to_owned()
+            }
+            LoadGenerator::Reqwest => format!("reqwest, {} thread(s)", args.client_threads),
         },
         pool_size
     )?;
@@ -773,9 +819,37 @@ struct Load {
     measured: Duration,
 }
 
-impl Load {
+/// What one measured HTTP window did, from either load generator.
+struct Measured {
+    /// Requests answered as expected (200 with a full page; for wrk, any 2xx or 3xx).
+    ok: u64,
+    errors: u64,
+    window: Duration,
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+    max: Duration,
+    first_error: Option<String>,
+}
+
+impl Measured {
     fn rps(&self) -> f64 {
-        self.latencies.len() as f64 / self.measured.as_secs_f64()
+        self.ok as f64 / self.window.as_secs_f64()
+    }
+}
+
+impl Load {
+    fn measured(self) -> Measured {
+        Measured {
+            ok: self.latencies.len() as u64,
+            errors: self.errors,
+            window: self.measured,
+            p50: self.percentile(0.50),
+            p99: self.percentile(0.99),
+            mean: self.mean(),
+            max: self.latencies.last().copied().unwrap_or_default(),
+            first_error: self.first_error,
+        }
     }
 
     /// Nearest-rank percentile.
@@ -857,6 +931,83 @@ async fn load(
     }
     total.latencies.sort_unstable();
     total
+}
+
+/// wrk's report, one line from its `done` hook: counts, then latencies in microseconds.
+const WRK_REPORT: &str = r#"done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("herald-wrk %d %d %d %d %d %d %d %d\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), math.floor(latency.mean), latency.max))
+end
+"#;
+
+fn wrk_script(dir: &Path) -> anyhow::Result<PathBuf> {
+    write_script(dir, "report.lua", WRK_REPORT)
+}
+
+/// One wrk load: `connections` keep-alive connections on `threads` threads, each sending
+/// the next request as soon as the last is answered (closed loops, like pgbench's clients).
+struct Wrk {
+    url: String,
+    headers: Vec<String>,
+    connections: usize,
+    threads: usize,
+    script: PathBuf,
+}
+
+impl Wrk {
+    async fn run(&self, seconds: u64) -> anyhow::Result<Measured> {
+        let mut cmd = tokio::process::Command::new("wrk");
+        cmd.arg(format!("-t{}", self.threads))
+            .arg(format!("-c{}", self.connections))
+            .arg(format!("-d{seconds}s"))
+            .arg("--timeout=30s")
+            .arg("-s")
+            .arg(&self.script);
+        for h in &self.headers {
+            cmd.arg("-H").arg(h);
+        }
+        let out = cmd
+            .arg(&self.url)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("running wrk (Debian package `wrk`; or pass --load-generator reqwest)")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "wrk failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("herald-wrk "))
+            .with_context(|| format!("no report line in wrk's output: {stdout}"))?;
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("wrk's report line: {line}"))?;
+        let [requests, duration, status, socket, p50, p99, mean, max] = n[..] else {
+            bail!("wrk's report line has {} fields: {line}", n.len());
+        };
+        let us = Duration::from_micros;
+        let errors = status + socket;
+        Ok(Measured {
+            ok: requests.saturating_sub(status),
+            errors,
+            window: us(duration),
+            p50: us(p50),
+            p99: us(p99),
+            mean: us(mean),
+            max: us(max),
+            first_error: (errors > 0).then(|| {
+                format!("wrk: {status} answers other than 2xx/3xx, {socket} socket errors")
+            }),
+        })
+    }
 }
 
 struct PgTarget {

@@ -103,10 +103,19 @@ pub async fn handle(
     let Some(app) = gateway.apps.get(&matched.function).cloned() else {
         return gateway_error(Kind::RouteNotFound, "no function serves this route");
     };
-    match invoke(app, event(&parts, &body, matched, peer)).await {
-        Ok(response) => into_http(response),
-        Err(e) => {
+    // In AWS an invocation runs to its end when the client hangs up; here it does too, in a
+    // task of its own. Dropped with the connection instead, it would stop at whatever it was
+    // awaiting, and sqlx 0.9 cannot be stopped while `BEGIN` is on the wire: the session
+    // stays in a transaction sqlx does not know of, and the pool lends it to the next
+    // borrower (transact-rs/sqlx#4393).
+    match tokio::spawn(invoke(app, event(&parts, &body, matched, peer))).await {
+        Ok(Ok(response)) => into_http(response),
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "invocation failed");
+            gateway_error(Kind::Internal, "the function failed")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "invocation panicked");
             gateway_error(Kind::Internal, "the function failed")
         }
     }

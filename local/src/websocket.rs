@@ -31,9 +31,9 @@ use crate::connections::{self, MAX_MESSAGE, Outgoing, Registry};
 /// The WebSocket API: its three functions and the sockets it holds.
 pub struct WsGateway {
     pub registry: Arc<Registry>,
-    connect: Socket,
-    disconnect: Socket,
-    default: Socket,
+    connect: Arc<Socket>,
+    disconnect: Arc<Socket>,
+    default: Arc<Socket>,
 }
 
 impl WsGateway {
@@ -43,9 +43,9 @@ impl WsGateway {
         assert_eq!(default.route(), Route::Default);
         WsGateway {
             registry: Arc::new(Registry::default()),
-            connect,
-            disconnect,
-            default,
+            connect: Arc::new(connect),
+            disconnect: Arc::new(disconnect),
+            default: Arc::new(default),
         }
     }
 }
@@ -234,17 +234,30 @@ fn event(peer: &Peer, route: Route, body: Option<String>) -> Value {
     })
 }
 
-/// Deserialises the event as the Lambda runtime would and runs the function.
-async fn invoke(socket: &Socket, event: Value) -> ApiGatewayProxyResponse {
+/// Deserialises the event as the Lambda runtime would and runs the function, to its end
+/// even when the client goes away meanwhile (see `gateway::handle`).
+async fn invoke(socket: &Arc<Socket>, event: Value) -> ApiGatewayProxyResponse {
     match serde_json::from_value::<ApiGatewayWebsocketProxyRequest>(event) {
-        Ok(request) => socket.serve(request).await,
+        Ok(request) => {
+            let socket = Arc::clone(socket);
+            tokio::spawn(async move { socket.serve(request).await })
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "websocket invocation panicked");
+                    failed()
+                })
+        }
         Err(e) => {
             tracing::error!(error = %e, "websocket event does not deserialise");
-            let mut failed = ApiGatewayProxyResponse::default();
-            failed.status_code = 500;
-            failed
+            failed()
         }
     }
+}
+
+fn failed() -> ApiGatewayProxyResponse {
+    let mut failed = ApiGatewayProxyResponse::default();
+    failed.status_code = 500;
+    failed
 }
 
 fn status_of(response: &ApiGatewayProxyResponse) -> StatusCode {

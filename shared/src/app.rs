@@ -161,7 +161,7 @@ impl App {
     /// Authenticates the caller, resolves the tenant the request names and opens a
     /// transaction in it, refusing non-members (403) and roles that may not do `access`.
     pub async fn begin(&self, req: &Request, access: Access) -> Result<TenantTx, Problem> {
-        let tx = self.enter(req).await?;
+        let tx = self.enter(req, access == Access::Read).await?;
         if !tx.role().allows(access) {
             return Err(Problem::forbidden(format!(
                 "the {} role may not do this",
@@ -181,14 +181,17 @@ impl App {
         Ok(tx)
     }
 
-    /// The caller's transaction in the tenant the request names, whatever its role.
-    async fn enter(&self, req: &Request) -> Result<TenantTx, Problem> {
+    /// The caller's transaction in the tenant the request names, whatever its role;
+    /// `READ ONLY` when `read_only`.
+    async fn enter(&self, req: &Request, read_only: bool) -> Result<TenantTx, Problem> {
         let claims = self.caller(req).await?;
         let tenant = named_tenant(req, claims.tenant_id.as_deref())?;
-        self.db
-            .begin_tenant(tenant, &claims.sub)
-            .await?
-            .ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))
+        let tx = if read_only {
+            self.db.begin_tenant_read_only(tenant, &claims.sub).await?
+        } else {
+            self.db.begin_tenant(tenant, &claims.sub).await?
+        };
+        tx.ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))
     }
 
     /// Takes the request's `Idempotency-Key`, if it has one, in the caller's tenant (see
@@ -197,7 +200,7 @@ impl App {
         let Some(key) = idempotency::Key::of(req)? else {
             return Ok(None);
         };
-        let tx = self.enter(req).await?;
+        let tx = self.enter(req, false).await?;
         idempotency::claim(
             tx,
             key,

@@ -110,7 +110,29 @@ impl Database {
         tenant: Uuid,
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let tx = self.pool.begin().await?;
+        self.enter_tenant(tx, tenant, sub, false).await
+    }
+
+    /// [`Database::begin_tenant`] for a request that only reads: `BEGIN READ ONLY`, so
+    /// PostgreSQL refuses a write that slipped into a read route, and [`TenantTx::commit`]
+    /// need not wait for anything (see there).
+    pub async fn begin_tenant_read_only(
+        &self,
+        tenant: Uuid,
+        sub: &str,
+    ) -> Result<Option<TenantTx>, sqlx::Error> {
+        let tx = self.pool.begin_with("BEGIN READ ONLY").await?;
+        self.enter_tenant(tx, tenant, sub, true).await
+    }
+
+    async fn enter_tenant(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        tenant: Uuid,
+        sub: &str,
+        read_only: bool,
+    ) -> Result<Option<TenantTx>, sqlx::Error> {
         // The request id becomes the transaction's application_name, in the same round trip.
         let (role, rate_limit): (Option<String>, Option<i32>) =
             sqlx::query_as("SELECT role, rate_limit FROM app.enter_tenant($1, $2, $3)")
@@ -130,6 +152,7 @@ impl Database {
             tenant,
             role,
             rate_limit: rate_limit.and_then(|n| u32::try_from(n).ok()),
+            read_only,
         }))
     }
 
@@ -219,6 +242,8 @@ pub struct TenantTx {
     role: Role,
     /// The tenant's own requests-per-minute limit, if it has one.
     rate_limit: Option<u32>,
+    /// Opened `READ ONLY` ([`Database::begin_tenant_read_only`]).
+    read_only: bool,
 }
 
 impl TenantTx {
@@ -250,6 +275,7 @@ impl TenantTx {
             tenant,
             role: Role::Admin,
             rate_limit: None,
+            read_only: false,
         })
     }
 
@@ -264,7 +290,16 @@ impl TenantTx {
 
     /// Commits; a request holding an `Idempotency-Key` in this tenant marks it committed in
     /// the same transaction (see [`crate::idempotency`]).
+    ///
+    /// A read-only transaction has nothing to make durable, so the request does not wait for
+    /// its end: dropping it queues a `ROLLBACK` on the connection, and the pool sends that
+    /// in the same write as the check it runs on every connection given back, after the
+    /// response has left. A `COMMIT` would cost every read a round trip of its own.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.read_only {
+            drop(self.tx);
+            return Ok(());
+        }
         crate::idempotency::mark_committed(&mut self.tx, self.tenant).await?;
         self.tx.commit().await
     }

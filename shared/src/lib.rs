@@ -26,6 +26,7 @@ pub mod perfstats;
 pub mod providers;
 pub mod ratelimit;
 pub mod realtime;
+pub mod rfc3339;
 pub mod rollup;
 pub mod telemetry;
 pub mod templates;

@@ -13,6 +13,7 @@ use herald_tests::cluster::Cluster;
 use herald_tests::{TestApp, eventually, read};
 use reqwest::Method;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 const WORKERS: usize = 8;
 const PER_WORKER: usize = 40;
@@ -208,5 +209,65 @@ async fn an_exhausted_pool_answers_503_quickly() {
     assert_eq!(reply.headers["retry-after"], "1");
 
     drop(taken);
+    alice.get("/api/contacts").await.ok(200);
+}
+
+/// A client that hangs up does not stop its invocation, as in AWS. Stopped wherever it
+/// stood instead, a request caught while its `BEGIN` was on the wire would leave its pooled
+/// session inside a transaction that sqlx 0.9 does not know of; the pool would lend that
+/// session to the next borrower, whose statements would run, and fail, inside it
+/// (transact-rs/sqlx#4393). The clients reset their connections (as a load generator that
+/// exits does) at moments spread over the first 3 ms, from auth to commit, each followed by
+/// a write.
+#[tokio::test]
+async fn clients_hanging_up_mid_request_leave_every_session_clean() {
+    let app = TestApp::spawn_config(|c| c.db_max_connections = 1).await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+    alice.get("/api/contacts").await.ok(200);
+
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "GET /api/contacts HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         X-Tenant-ID: {tenant}\r\n\r\n",
+        alice.token
+    );
+    // One pooled connection: the write after each hang-up gets the session the abandoned
+    // read had, and a read-only transaction left open on it would refuse the write.
+    for i in 0..150u64 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_micros(i * 20)).await;
+        // Closed with SO_LINGER 0: a reset, as from a load generator that exits.
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+        alice
+            .post(
+                "/api/contacts",
+                &json!({ "name": format!("After {i}"), "email": format!("after{i}@example.com") }),
+            )
+            .await
+            .ok(201);
+    }
+
+    // Once the abandoned invocations have finished, no session of the app role sits in a
+    // transaction...
+    let owner = app.owner.clone();
+    eventually(Duration::from_secs(20), || {
+        let owner = owner.clone();
+        async move {
+            let stuck: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND usename = 'herald_app'
+                   AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+            stuck == 0
+        }
+    })
+    .await;
+    // ...and the session still reads.
     alice.get("/api/contacts").await.ok(200);
 }

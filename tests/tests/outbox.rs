@@ -111,3 +111,63 @@ async fn a_rolled_back_write_has_no_event() {
     // Not a member: no transaction at all.
     assert!(db.begin_tenant(tenant, "mallory").await.unwrap().is_none());
 }
+
+/// A read route's transaction is `READ ONLY`: a write that slipped into one is refused and
+/// leaves nothing. Its end goes out after the response, yet the session is back to idle
+/// before anyone else can take it.
+#[tokio::test]
+async fn a_read_transaction_refuses_writes_and_ends_without_a_commit() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let db = Database::connect_lazy(
+        &app.app_role_url(),
+        1,
+        std::time::Duration::from_secs(1),
+        "test",
+    )
+    .unwrap();
+    let input: herald::contacts::input::CreateContact =
+        serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
+    let new = herald::contacts::input::NewContact::parse(input).unwrap();
+
+    let mut tx = db
+        .begin_tenant_read_only(tenant, "alice")
+        .await
+        .unwrap()
+        .expect("alice is a member");
+    let refused = sqlx::query(
+        "INSERT INTO contacts (tenant_id, id, name, phone) VALUES ($1, $2, 'Ada', '+14155552671')",
+    )
+    .bind(tenant)
+    .bind(uuid::Uuid::now_v7())
+    .execute(tx.conn())
+    .await
+    .expect_err("a read-only transaction takes no writes");
+    let code = refused.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("25006"), "{refused}");
+    drop(tx);
+    assert_eq!(app.live_contacts(tenant).await, 0);
+
+    // A read that "commits" gives its one connection back outside any transaction: the next
+    // transaction on it starts clean and sees its own tenant.
+    let tx = db
+        .begin_tenant_read_only(tenant, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin_tenant(tenant, "alice").await.unwrap().unwrap();
+    let read_only: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(
+        read_only, "off",
+        "the next transaction is a new, writable one"
+    );
+    herald::contacts::store::insert(&mut tx, &new)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.live_contacts(tenant).await, 1);
+}

@@ -60,7 +60,9 @@ async fn stats_from_two_servers_on_one_database_add_up() {
         let list = route(&last, "GET /api/contacts").unwrap();
         assert_eq!(list["function"], "contacts");
         assert_eq!(list["clientErrors"], 0);
-        assert!(list["queries"].as_i64().unwrap() >= 5 * 3, "{list}");
+        // app.enter_tenant and the SELECT, per request (sqlx does not log `BEGIN`, and a
+        // read's transaction ends after the response; see TenantTx::commit).
+        assert!(list["queries"].as_i64().unwrap() >= 5 * 2, "{list}");
         assert!(list["dbTimeMs"].as_f64().unwrap() > 0.0);
         let (p50, p95, p99) = (
             list["latencyMs"]["p50"].as_f64().unwrap(),

@@ -222,8 +222,9 @@ pub async fn preview(app: &App, req: &Request) -> Result<Response<Body>, Problem
         &template.body,
     )
     .map_err(|errors| Problem::invalid(errors.iter().map(SyntaxError::field_error).collect()))?;
-    let contact_vars = match (&contact, &input.contact) {
-        (Some(contact), _) => ContactVars::from(contact),
+    let attributes = contact.as_ref().map(contacts::Contact::attributes_map);
+    let contact_vars = match (contact.as_ref().zip(attributes.as_ref()), &input.contact) {
+        (Some((contact, attributes)), _) => ContactVars::of(contact, attributes),
         (None, Some(sample)) => ContactVars {
             name: sample.name.as_deref(),
             phone: sample.phone.as_deref(),

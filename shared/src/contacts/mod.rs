@@ -5,6 +5,8 @@ pub mod input;
 pub mod store;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,22 +21,34 @@ pub struct Contact {
     pub phone: Option<String>,
     pub email: Option<String>,
     /// Free-form values for templates.
+    ///
+    /// Kept as the stored JSON text: the API only passes it on, and parsing every listed
+    /// contact's object into a map only to write it out again was a tenth of a list
+    /// request's CPU. Templates read it through [`Contact::attributes_map`].
     #[schema(value_type = Object)]
-    pub attributes: serde_json::Value,
+    pub attributes: Box<RawValue>,
     /// Whether the contact asked not to be messaged; campaigns skip it.
     pub opted_out: bool,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(serialize_with = "crate::rfc3339::option::serialize")]
     pub opted_out_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub updated_at: OffsetDateTime,
     /// Set only in `contact_deleted` events.
     #[serde(
-        with = "time::serde::rfc3339::option",
+        serialize_with = "crate::rfc3339::option::serialize",
         skip_serializing_if = "Option::is_none"
     )]
     pub deleted_at: Option<OffsetDateTime>,
+}
+
+impl Contact {
+    /// `attributes` as a map, for rendering. The column only ever holds an object (see
+    /// `Attributes::parse`); anything else reads as none.
+    pub fn attributes_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.attributes.get()).unwrap_or_default()
+    }
 }
 
 /// A page of contacts.

@@ -160,14 +160,6 @@ pub struct CampaignVars<'a> {
 }
 
 impl<'a> RenderContext<'a> {
-    /// The context for sending to `contact`.
-    pub fn for_contact(contact: &'a Contact) -> RenderContext<'a> {
-        RenderContext {
-            contact: ContactVars::from(contact),
-            campaign: None,
-        }
-    }
-
     /// Adds the campaign the message belongs to.
     pub fn in_campaign(self, name: &'a str) -> RenderContext<'a> {
         RenderContext {
@@ -177,13 +169,15 @@ impl<'a> RenderContext<'a> {
     }
 }
 
-impl<'a> From<&'a Contact> for ContactVars<'a> {
-    fn from(c: &'a Contact) -> ContactVars<'a> {
+impl<'a> ContactVars<'a> {
+    /// `contact`'s fields, with its attributes parsed once by the caller
+    /// ([`Contact::attributes_map`]).
+    pub fn of(contact: &'a Contact, attributes: &'a Map<String, serde_json::Value>) -> Self {
         ContactVars {
-            name: Some(&c.name),
-            phone: c.phone.as_deref(),
-            email: c.email.as_deref(),
-            attributes: c.attributes.as_object(),
+            name: Some(&contact.name),
+            phone: contact.phone.as_deref(),
+            email: contact.email.as_deref(),
+            attributes: Some(attributes),
         }
     }
 }
