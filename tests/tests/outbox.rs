@@ -71,18 +71,10 @@ async fn every_committed_write_has_exactly_one_event() {
 async fn a_rolled_back_write_has_no_event() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant("alice").await;
-    let db = Database::connect_lazy(
-        &app.app_role_url(),
-        2,
-        std::time::Duration::from_secs(1),
-        "test",
-    )
-    .unwrap();
+    let db = app_role_db(&app, 2);
 
     // The write and its event, in one tenant transaction.
-    let input: herald::contacts::input::CreateContact =
-        serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
-    let new = herald::contacts::input::NewContact::parse(input).unwrap();
+    let new = ada();
     let create = async || {
         let mut tx = db
             .begin_tenant(tenant, "alice")
@@ -119,16 +111,8 @@ async fn a_rolled_back_write_has_no_event() {
 async fn a_read_transaction_refuses_writes_and_ends_without_a_commit() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant("alice").await;
-    let db = Database::connect_lazy(
-        &app.app_role_url(),
-        1,
-        std::time::Duration::from_secs(1),
-        "test",
-    )
-    .unwrap();
-    let input: herald::contacts::input::CreateContact =
-        serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
-    let new = herald::contacts::input::NewContact::parse(input).unwrap();
+    let db = app_role_db(&app, 1);
+    let new = ada();
 
     let mut tx = db
         .begin_tenant_read_only(tenant, "alice")
@@ -170,4 +154,21 @@ async fn a_read_transaction_refuses_writes_and_ends_without_a_commit() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(app.live_contacts(tenant).await, 1);
+}
+
+/// A pool of `connections` for the application role, beside the server's.
+fn app_role_db(app: &TestApp, connections: u32) -> Database {
+    Database::connect_lazy(
+        &app.app_role_url(),
+        connections,
+        std::time::Duration::from_secs(1),
+        "test",
+    )
+    .unwrap()
+}
+
+fn ada() -> herald::contacts::input::NewContact {
+    let input: herald::contacts::input::CreateContact =
+        serde_json::from_value(json!({ "name": "Ada", "phone": "+14155552671" })).unwrap();
+    herald::contacts::input::NewContact::parse(input).unwrap()
 }
