@@ -283,9 +283,9 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let token = token::issue(SECRET, OWNER_SUB, None, 3600)?;
-    let target = Target {
+    let target = Arc::new(Target {
         url: format!("http://{}/api/contacts?limit={PAGE}", running.addr),
-    };
+    });
     let mut headers = HeaderMap::new();
     let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
     auth.set_sensitive(true);
@@ -312,9 +312,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
             let end = measure_from + Duration::from_secs(args.seconds);
             let fut = load(
                 client.clone(),
-                Arc::new(Target {
-                    url: target.url.clone(),
-                }),
+                Arc::clone(&target),
                 args.concurrency,
                 measure_from,
                 end,
@@ -340,7 +338,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
                 ],
                 connections: args.concurrency,
                 threads: load_threads,
-                script: wrk_script(&dir)?,
+                script: write_script(&dir, "report.lua", WRK_REPORT)?,
             };
             if args.warmup > 0 {
                 wrk.run(args.warmup).await?;
@@ -941,10 +939,6 @@ const WRK_REPORT: &str = r#"done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), math.floor(latency.mean), latency.max))
 end
 "#;
-
-fn wrk_script(dir: &Path) -> anyhow::Result<PathBuf> {
-    write_script(dir, "report.lua", WRK_REPORT)
-}
 
 /// One wrk load: `connections` keep-alive connections on `threads` threads, each sending
 /// the next request as soon as the last is answered (closed loops, like pgbench's clients).

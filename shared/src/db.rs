@@ -294,7 +294,10 @@ impl TenantTx {
     /// A read-only transaction has nothing to make durable, so the request does not wait for
     /// its end: dropping it queues a `ROLLBACK` on the connection, and the pool sends that
     /// in the same write as the check it runs on every connection given back, after the
-    /// response has left. A `COMMIT` would cost every read a round trip of its own.
+    /// response has left. A `COMMIT` would cost every read a round trip of its own. Nor is
+    /// there an `Idempotency-Key` to mark (a read-only transaction could not write the mark
+    /// anyway): a keyed read (template preview) that is retried after a crash simply runs
+    /// again, which changes nothing.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         if self.read_only {
             drop(self.tx);
