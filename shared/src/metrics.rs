@@ -466,46 +466,93 @@ pub struct Record<'a> {
     pub invocation: &'a Invocation,
 }
 
+/// The metric declarations of every record: the same for every invocation, so written once.
+static DECLARATIONS: std::sync::LazyLock<Box<serde_json::value::RawValue>> =
+    std::sync::LazyLock::new(|| {
+        serde_json::value::to_raw_value(&json!([{
+            "Namespace": "Herald",
+            "Dimensions": [["function", "route"]],
+            "Metrics": [
+                {"Name": "Latency", "Unit": "Milliseconds"},
+                {"Name": "DbTime", "Unit": "Milliseconds"},
+                {"Name": "DbQueries", "Unit": "Count"},
+                {"Name": "SlowQueries", "Unit": "Count"},
+                {"Name": "ColdStart", "Unit": "Count"},
+                {"Name": "MaxRss", "Unit": "Kilobytes"},
+                {"Name": "Errors", "Unit": "Count"},
+                {"Name": "ClientErrors", "Unit": "Count"},
+                {"Name": "ServerErrors", "Unit": "Count"}
+            ]
+        }]))
+        .expect("a constant JSON document serializes")
+    });
+
+/// An EMF document as it is written: serialized straight from the record, without a
+/// `serde_json::Value` in between (one is built per invocation).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Emf<'a> {
+    #[serde(rename = "_aws")]
+    aws: EmfMetadata,
+    #[serde(rename = "function")]
+    function: &'a str,
+    #[serde(rename = "route")]
+    route: &'a str,
+    latency: f64,
+    db_time: f64,
+    db_queries: u32,
+    slow_queries: u32,
+    cold_start: u8,
+    max_rss: u64,
+    errors: u8,
+    client_errors: u8,
+    server_errors: u8,
+    #[serde(rename = "statusCode")]
+    status_code: Option<u16>,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    #[serde(rename = "tenantId")]
+    tenant_id: Option<uuid::Uuid>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EmfMetadata {
+    timestamp: u64,
+    cloud_watch_metrics: &'static serde_json::value::RawValue,
+}
+
 impl Record<'_> {
     /// The EMF document: metrics under namespace `Herald`, dimensions function and route
     /// (low cardinality); request and tenant ids are properties, searchable in Logs
     /// Insights without multiplying metric series.
-    pub fn to_emf(&self, timestamp_ms: u128) -> serde_json::Value {
+    fn document(&self, timestamp_ms: u128) -> Emf<'_> {
         let inv = self.invocation;
-        json!({
-            "_aws": {
-                "Timestamp": timestamp_ms as u64,
-                "CloudWatchMetrics": [{
-                    "Namespace": "Herald",
-                    "Dimensions": [["function", "route"]],
-                    "Metrics": [
-                        {"Name": "Latency", "Unit": "Milliseconds"},
-                        {"Name": "DbTime", "Unit": "Milliseconds"},
-                        {"Name": "DbQueries", "Unit": "Count"},
-                        {"Name": "SlowQueries", "Unit": "Count"},
-                        {"Name": "ColdStart", "Unit": "Count"},
-                        {"Name": "MaxRss", "Unit": "Kilobytes"},
-                        {"Name": "Errors", "Unit": "Count"},
-                        {"Name": "ClientErrors", "Unit": "Count"},
-                        {"Name": "ServerErrors", "Unit": "Count"}
-                    ]
-                }]
+        Emf {
+            aws: EmfMetadata {
+                timestamp: timestamp_ms as u64,
+                cloud_watch_metrics: &DECLARATIONS,
             },
-            "function": self.function,
-            "route": self.route,
-            "Latency": self.latency.as_secs_f64() * 1000.0,
-            "DbTime": inv.db_time.as_secs_f64() * 1000.0,
-            "DbQueries": inv.db_queries,
-            "SlowQueries": inv.slow_queries,
-            "ColdStart": u8::from(self.cold_start),
-            "MaxRss": self.max_rss_kb,
-            "Errors": u8::from(self.class != Class::Ok),
-            "ClientErrors": u8::from(self.class == Class::ClientError),
-            "ServerErrors": u8::from(self.class == Class::ServerError),
-            "statusCode": self.status,
-            "requestId": self.request_id,
-            "tenantId": inv.tenant_id,
-        })
+            function: self.function,
+            route: self.route,
+            latency: self.latency.as_secs_f64() * 1000.0,
+            db_time: inv.db_time.as_secs_f64() * 1000.0,
+            db_queries: inv.db_queries,
+            slow_queries: inv.slow_queries,
+            cold_start: u8::from(self.cold_start),
+            max_rss: self.max_rss_kb,
+            errors: u8::from(self.class != Class::Ok),
+            client_errors: u8::from(self.class == Class::ClientError),
+            server_errors: u8::from(self.class == Class::ServerError),
+            status_code: self.status,
+            request_id: self.request_id,
+            tenant_id: inv.tenant_id,
+        }
+    }
+
+    /// The EMF document as JSON (what [`Record::emit`] writes).
+    pub fn to_emf(&self, timestamp_ms: u128) -> serde_json::Value {
+        serde_json::to_value(self.document(timestamp_ms)).unwrap_or_default()
     }
 
     /// Writes the record as one stdout line, where the Lambda agent picks EMF up.
@@ -514,7 +561,12 @@ impl Record<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        println!("{}", self.to_emf(now));
+        let mut line = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut line, &self.document(now)).is_ok() {
+            line.push(b'\n');
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
     }
 }
 

@@ -7,11 +7,13 @@ pub mod store;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A contact as the API shows it and as its events carry it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Contact {
     pub id: Uuid,
@@ -41,6 +43,35 @@ pub struct Contact {
         skip_serializing_if = "Option::is_none"
     )]
     pub deleted_at: Option<OffsetDateTime>,
+}
+
+/// Decoded by position, in the order of `store::columns!()` (see [`store::COLUMNS`]): a list
+/// page decodes 11 columns of 51 rows, and looking each one up by name was a tenth of the
+/// request's CPU. A test holds the statement's column list to [`store::COLUMNS`].
+impl sqlx::FromRow<'_, PgRow> for Contact {
+    fn from_row(row: &PgRow) -> Result<Contact, sqlx::Error> {
+        // Every statement the tests run checks its columns here; release builds trust them.
+        debug_assert!(
+            row.columns()
+                .iter()
+                .map(sqlx::Column::name)
+                .eq(store::COLUMNS),
+            "a contact statement's columns are not store::COLUMNS"
+        );
+        Ok(Contact {
+            id: row.try_get(0)?,
+            tenant_id: row.try_get(1)?,
+            name: row.try_get(2)?,
+            phone: row.try_get(3)?,
+            email: row.try_get(4)?,
+            attributes: row.try_get(5)?,
+            opted_out_at: row.try_get(6)?,
+            opted_out: row.try_get(7)?,
+            created_at: row.try_get(8)?,
+            updated_at: row.try_get(9)?,
+            deleted_at: row.try_get(10)?,
+        })
+    }
 }
 
 impl Contact {

@@ -11,13 +11,29 @@ use crate::db::{self, TenantTx};
 use crate::domain::{Cursor, Limit, Offset};
 use crate::http::Problem;
 
-/// The columns of [`Contact`]; a macro so that statements stay `'static` strings.
+/// The columns of [`Contact`]; a macro so that statements stay `'static` strings. `Contact`
+/// decodes them by position: change them together with [`COLUMNS`].
 macro_rules! columns {
     () => {
         "id, tenant_id, name, phone, email, attributes, opted_out_at,
          (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at"
     };
 }
+
+/// The names of `columns!()` in order, as `Contact`'s `FromRow` reads them.
+pub const COLUMNS: [&str; 11] = [
+    "id",
+    "tenant_id",
+    "name",
+    "phone",
+    "email",
+    "attributes",
+    "opted_out_at",
+    "opted_out",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+];
 
 /// The expression the trigram index `contacts_search` is built on.
 const SEARCH_TEXT: &str = "(name || ' ' || coalesce(email, '') || ' ' || coalesce(phone, ''))";
@@ -259,4 +275,17 @@ fn escape_like(term: &str) -> String {
     term.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    /// `Contact` decodes by position: the statement's columns must be `COLUMNS`, in order.
+    #[test]
+    fn columns_are_in_the_order_contact_decodes_them() {
+        let names: Vec<&str> = columns!()
+            .split(',')
+            .map(|c| c.split_whitespace().last().unwrap_or_default())
+            .collect();
+        assert_eq!(names, super::COLUMNS);
+    }
 }
