@@ -19,6 +19,7 @@ macro_rules! columns {
          (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at"
     };
 }
+pub(crate) use columns;
 
 /// The names of `columns!()` in order, as `Contact`'s `FromRow` reads them.
 pub const COLUMNS: [&str; 11] = [

@@ -42,14 +42,8 @@ macro_rules! columns {
     };
 }
 
-/// The columns of a [`Contact`](crate::contacts::Contact), as `contacts::store` selects
-/// them.
-macro_rules! contact_columns {
-    () => {
-        "id, tenant_id, name, phone, email, attributes, opted_out_at,
-         (opted_out_at IS NOT NULL) AS opted_out, created_at, updated_at, deleted_at"
-    };
-}
+/// The columns of a [`Contact`](crate::contacts::Contact), which decodes them by position.
+use crate::contacts::store::columns as contact_columns;
 
 pub struct ListQuery {
     pub limit: Limit,
