@@ -110,7 +110,7 @@ impl Database {
         tenant: Uuid,
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
-        let tx = self.pool.begin().await?;
+        let tx = Box::pin(self.pool.begin()).await?;
         self.enter_tenant(tx, tenant, sub, false).await
     }
 
@@ -122,7 +122,10 @@ impl Database {
         tenant: Uuid,
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
-        let tx = self.pool.begin_with("BEGIN READ ONLY").await?;
+        // Boxed: sqlx's acquire future is about 14 KB (it holds a whole connection attempt),
+        // and every future that awaits it inline grows by as much, handler and request
+        // future alike, each copied whole when it is boxed or spawned.
+        let tx = Box::pin(self.pool.begin_with("BEGIN READ ONLY")).await?;
         self.enter_tenant(tx, tenant, sub, true).await
     }
 
@@ -146,7 +149,6 @@ impl Database {
             return Ok(None);
         };
         crate::metrics::enter_tenant(tenant, &self.observer);
-        tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
         Ok(Some(TenantTx {
             tx,
             tenant,
@@ -177,7 +179,7 @@ impl Database {
     /// provider callbacks, webhook deliveries, the dispatcher), which acts for no member. The tenant must come from a definer
     /// function's answer or a verified callback, never from a caller's say-so alone.
     pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
-        let tx = self.pool.begin().await?;
+        let tx = Box::pin(self.pool.begin()).await?;
         TenantTx::service(tx, tenant).await
     }
 

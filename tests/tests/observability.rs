@@ -259,19 +259,45 @@ async fn every_emf_line_a_run_writes_follows_the_specification() {
     let output = capture.finish();
 
     let mut emf = Vec::new();
+    let mut finished = Vec::new();
     for line in output.lines().filter(|l| !l.trim().is_empty()) {
         let doc: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
         if doc.get("_aws").is_some() {
             check_emf(&doc);
             emf.push(doc);
-        } else if doc["fields"]["message"] == "invocation finished"
-            || doc["message"] == "invocation finished"
-        {
+        } else if doc["message"] == "invocation finished" {
             // Log lines of an invocation carry its request id.
             assert!(doc["span"]["request_id"].is_string(), "{doc}");
+            assert_eq!(doc["level"], "INFO", "{doc}");
+            assert_eq!(doc["target"], "herald::metrics", "{doc}");
+            finished.push(doc);
         }
     }
+    // The first request's line: its request id, route and status, and the tenant it entered.
+    let line = finished
+        .iter()
+        .find(|d| d["span"]["request_id"] == request_ids[0].as_str())
+        .unwrap_or_else(|| panic!("no log line for request {}", request_ids[0]));
+    assert_eq!(line["span"]["tenant_id"], tenant.to_string(), "{line}");
+    assert_eq!(line["span"]["function"], "contacts", "{line}");
+    assert_eq!(line["span"]["route"], "GET /api/contacts", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(line["db_queries"].as_u64().unwrap() >= 2, "{line}");
+    assert!(
+        time::OffsetDateTime::parse(
+            line["timestamp"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok(),
+        "{line}"
+    );
+    // The 401 never learned its tenant, and its line says none.
+    let line = finished
+        .iter()
+        .find(|d| d["span"]["request_id"] == request_ids[4].as_str())
+        .unwrap_or_else(|| panic!("no log line for request {}", request_ids[4]));
+    assert!(line["span"].get("tenant_id").is_none(), "{line}");
     // Exactly one line per invocation (background workers of herald-local may add their own).
     for id in request_ids.iter().map(String::as_str).chain(["job-1"]) {
         let lines = emf.iter().filter(|d| d["requestId"] == id).count();
