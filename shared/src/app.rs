@@ -310,9 +310,7 @@ mod tests {
         let db = Database::connect_lazy_with(options, 1, std::time::Duration::from_secs(1), "t");
         let jwt = crate::config::JwtConfig {
             hs256_secret: Some("secret".into()),
-            jwks_url: None,
-            issuer: None,
-            audience: None,
+            ..Default::default()
         };
         let app = App::new(
             Function::Contacts.endpoint(),

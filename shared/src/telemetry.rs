@@ -29,10 +29,7 @@ use crate::metrics;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx::query=warn,hyper=warn,h2=warn"));
-    let logs = tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
-        .event_format(JsonLines)
-        .with_filter(filter);
+    let logs = log_layer(std::io::stdout).with_filter(filter);
     // sqlx reports every statement at DEBUG; the query counter needs those even though the
     // log lines stay at WARN.
     let queries = crate::metrics::QueryLayer
@@ -41,6 +38,19 @@ pub fn init() {
         .with(logs)
         .with(queries)
         .try_init();
+}
+
+/// The log layer, writing its lines to `writer`: stdout in functions, a buffer in tests, so
+/// that the tests check the layer as it is installed.
+fn log_layer<S, W>(writer: W) -> tracing_subscriber::fmt::Layer<S, JsonFields, JsonLines, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(JsonLines)
+        .with_writer(writer)
 }
 
 /// The line format (see the module documentation).
@@ -182,12 +192,7 @@ mod tests {
     #[tokio::test]
     async fn lines_carry_the_invocation_and_the_span_they_were_written_in() {
         let lines = Lines::default();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(JsonFields::new())
-                .event_format(JsonLines)
-                .with_writer(lines.clone()),
-        );
+        let subscriber = tracing_subscriber::registry().with(log_layer(lines.clone()));
         let _default = tracing::subscriber::set_default(subscriber);
 
         tracing::info!(answer = 42, "outside");
