@@ -137,23 +137,31 @@ impl Database {
         read_only: bool,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
         // The request id becomes the transaction's application_name, in the same round trip.
-        let (role, rate_limit): (Option<String>, Option<i32>) =
-            sqlx::query_as("SELECT role, rate_limit FROM app.enter_tenant($1, $2, $3)")
-                .bind(tenant)
-                .bind(sub)
-                .bind(crate::metrics::request_id())
-                .fetch_one(&mut *tx)
-                .await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT app.enter_tenant($1, $2, $3)")
+            .bind(tenant)
+            .bind(sub)
+            .bind(crate::metrics::request_id())
+            .fetch_one(&mut *tx)
+            .await?;
         let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
             tx.rollback().await?;
             return Ok(None);
+        };
+        // Read only once membership is proven, and only when this process does not know it.
+        let rate_limit = match self.observer.known_limit(tenant) {
+            Some(known) => known,
+            None => {
+                let limit = crate::ratelimit::read_limit(&mut tx, tenant).await?;
+                self.observer.learn_limit(tenant, limit);
+                limit
+            }
         };
         crate::metrics::enter_tenant(tenant, &self.observer);
         Ok(Some(TenantTx {
             tx,
             tenant,
             role,
-            rate_limit: rate_limit.and_then(|n| u32::try_from(n).ok()),
+            rate_limit,
             read_only,
         }))
     }

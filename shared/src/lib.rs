@@ -16,6 +16,7 @@ pub mod events;
 pub mod groups;
 pub mod http;
 pub mod idempotency;
+pub mod jsonb;
 pub mod kick;
 pub mod messages;
 pub mod metrics;

@@ -131,6 +131,20 @@ impl Observer {
         })
     }
 
+    /// `tenant`'s own limit if this process knows it (see [`Limiter::known_limit`]). With
+    /// limits off nothing needs it, so it counts as known.
+    pub fn known_limit(&self, tenant: Uuid) -> Option<Option<u32>> {
+        if !self.enabled() {
+            return Some(None);
+        }
+        self.limiter.known_limit(tenant)
+    }
+
+    /// Takes in `tenant`'s own limit, just read.
+    pub fn learn_limit(&self, tenant: Uuid, limit: Option<u32>) {
+        self.limiter.learn_limit(tenant, limit);
+    }
+
     /// Counts one request of `tenant` against its limit (`tenant_limit`, else the default).
     /// `None` when limits are off.
     pub fn admit(self: &Arc<Self>, tenant: Uuid, tenant_limit: Option<u32>) -> Option<Admission> {

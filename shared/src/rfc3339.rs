@@ -22,6 +22,20 @@ pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S:
     }
 }
 
+/// Appends `at` to `out` as a JSON string, exactly as [`serialize`] with serde_json would.
+pub fn write_json(at: &OffsetDateTime, out: &mut Vec<u8>) {
+    let mut buf = [0u8; MAX_LEN];
+    match write_utc(at, &mut buf) {
+        Some(len) => {
+            out.push(b'"');
+            out.extend_from_slice(&buf[..len]);
+            out.push(b'"');
+        }
+        None => serialize(at, &mut serde_json::Serializer::new(out))
+            .expect("serde_json writes a timestamp into a Vec without failing"),
+    }
+}
+
 /// [`serialize`] for optional timestamps (`None` is `null`).
 pub mod option {
     use super::*;
@@ -125,6 +139,19 @@ mod tests {
 
     #[derive(serde::Serialize)]
     struct Wrapper(#[serde(serialize_with = "serialize")] OffsetDateTime);
+
+    #[test]
+    fn writes_json_as_serde_does() {
+        for at in [
+            time::macros::datetime!(2026-11-26 07:37:09.937 UTC),
+            time::macros::datetime!(2026-11-26 07:37:09 UTC),
+            time::macros::datetime!(2026-11-26 07:37:09.5 +02:00),
+        ] {
+            let mut out = Vec::new();
+            write_json(&at, &mut out);
+            assert_eq!(out, serde_json::to_vec(&Wrapper(at)).unwrap(), "{at:?}");
+        }
+    }
 
     #[test]
     fn serializes_through_serde() {

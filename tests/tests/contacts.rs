@@ -436,3 +436,28 @@ async fn bad_input_is_a_problem_and_writes_nothing() {
     );
     assert_eq!(alice.get(&path).await.ok(200)["name"], "Ada");
 }
+
+/// Attributes are passed on as PostgreSQL writes them (`herald::jsonb::JsonbText`): binary
+/// `jsonb` carries a version byte before the text, binary `json` and text results do not.
+#[tokio::test]
+async fn jsonb_text_is_what_postgres_wrote_in_every_result_format() {
+    use herald::jsonb::JsonbText;
+    use sqlx::Row;
+
+    let app = TestApp::spawn().await;
+    let input = r#"{"b": [1, "x\"y"], "a": null}"#;
+    let (jsonb, json): (JsonbText, JsonbText) = sqlx::query_as("SELECT $1::jsonb, $1::json")
+        .bind(input)
+        .fetch_one(&app.owner)
+        .await
+        .unwrap();
+    // jsonb keeps its own key order and spacing; json keeps the input.
+    assert_eq!(jsonb.get(), r#"{"a": null, "b": [1, "x\"y"]}"#);
+    assert_eq!(json.get(), input);
+    let text = sqlx::raw_sql(r#"SELECT '{"k": "é"}'::jsonb"#)
+        .fetch_one(&app.owner)
+        .await
+        .unwrap();
+    assert_eq!(text.get::<JsonbText, _>(0).get(), r#"{"k": "é"}"#);
+    assert_eq!(serde_json::to_string(&jsonb).unwrap(), jsonb.get());
+}

@@ -188,3 +188,45 @@ async fn a_tenant_over_its_limit_gets_429_and_another_does_not() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_process_reads_a_tenants_limit_once_and_its_syncs_renew_it() {
+    // Queries are counted from sqlx's events, which reach the counter through the subscriber.
+    herald::telemetry::init();
+    let app = TestApp::spawn_config(|c| c.observer.rate_limit_per_minute = 1000).await;
+    let tenant = app.tenant("alice").await;
+
+    // The first transaction in the tenant reads its limit; the next one knows it.
+    let db =
+        herald::db::Database::connect_lazy(&app.app_role_url(), 1, Duration::from_secs(1), "test")
+            .unwrap();
+    let enter = || async {
+        let tx = db.begin_tenant_read_only(tenant, "alice").await.unwrap();
+        assert!(tx.unwrap().rate_limit().is_none());
+    };
+    let ((), first) = herald::metrics::measure(enter()).await;
+    let ((), second) = herald::metrics::measure(enter()).await;
+    assert_eq!(
+        first.db_queries, 2,
+        "app.enter_tenant and the limit: {first:?}"
+    );
+    assert_eq!(second.db_queries, 1, "app.enter_tenant alone: {second:?}");
+
+    // A busy process learns a changed limit from its next sync, well before the limit it
+    // knows goes stale and a request would read it again.
+    let alice = app.user("alice", tenant);
+    let before = alice.get("/api/contacts").await;
+    before.ok(200);
+    assert_eq!(header(&before, "ratelimit-limit"), 1000);
+    sqlx::query("UPDATE tenants SET rate_limit_per_minute = 500 WHERE id = $1")
+        .bind(tenant)
+        .execute(&app.owner)
+        .await
+        .unwrap();
+    let deadline = herald::ratelimit::LIMIT_FRESH / 2;
+    eventually(deadline, || {
+        let alice = &alice;
+        async move { header(&alice.get("/api/contacts").await, "ratelimit-limit") == 500 }
+    })
+    .await;
+}

@@ -2,15 +2,17 @@
 
 pub mod import;
 pub mod input;
+pub mod json;
 pub mod store;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::jsonb::{JsonbStr, JsonbText};
 
 /// A contact as the API shows it and as its events carry it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -28,7 +30,7 @@ pub struct Contact {
     /// contact's object into a map only to write it out again was a tenth of a list
     /// request's CPU. Templates read it through [`Contact::attributes_map`].
     #[schema(value_type = Object)]
-    pub attributes: Box<RawValue>,
+    pub attributes: JsonbText,
     /// Whether the contact asked not to be messaged; campaigns skip it.
     pub opted_out: bool,
     #[serde(serialize_with = "crate::rfc3339::option::serialize")]
@@ -45,14 +47,31 @@ pub struct Contact {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-/// Decoded by position, in the order of `store::columns!()` (see [`store::COLUMNS`]): a list
-/// page decodes 11 columns of 51 rows, and looking each one up by name was a tenth of the
-/// request's CPU. A test holds the statement's column list to [`store::COLUMNS`]; a row
-/// that carries more (a group's member) has them after these.
-impl sqlx::FromRow<'_, PgRow> for Contact {
-    fn from_row(row: &PgRow) -> Result<Contact, sqlx::Error> {
+/// A contact's fields where they lie: in a row of a contact statement, or in a [`Contact`].
+/// The list route writes a page's rows as JSON through it without building a `Contact` for
+/// each (see `contacts::json`), and `Contact` decodes through it, so both read a row alike.
+#[derive(Debug, Clone, Copy)]
+pub struct ContactRef<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: &'a str,
+    pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub attributes: JsonbStr<'a>,
+    pub opted_out: bool,
+    pub opted_out_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+impl<'r> ContactRef<'r> {
+    /// Decodes by position, in the order of `store::columns!()` (see [`store::COLUMNS`]): a
+    /// list page decodes 11 columns of 51 rows, and looking each one up by name was a tenth
+    /// of the request's CPU. A test holds the statement's column list to [`store::COLUMNS`];
+    /// a row that carries more (a group's member) has them after these.
+    pub fn from_row(row: &'r PgRow) -> Result<ContactRef<'r>, sqlx::Error> {
         // Every statement the tests run checks its columns here; release builds trust them.
-        // A row may go on after them: a group's member (`#[sqlx(flatten)]`) adds `added_at`.
         debug_assert!(
             row.columns()
                 .iter()
@@ -61,7 +80,7 @@ impl sqlx::FromRow<'_, PgRow> for Contact {
                 .eq(store::COLUMNS),
             "a contact statement's columns do not start with store::COLUMNS"
         );
-        Ok(Contact {
+        Ok(ContactRef {
             id: get(row, 0)?,
             tenant_id: get(row, 1)?,
             name: get(row, 2)?,
@@ -74,6 +93,28 @@ impl sqlx::FromRow<'_, PgRow> for Contact {
             updated_at: get(row, 9)?,
             deleted_at: get(row, 10)?,
         })
+    }
+
+    pub fn to_contact(self) -> Contact {
+        Contact {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            name: self.name.to_owned(),
+            phone: self.phone.map(str::to_owned),
+            email: self.email.map(str::to_owned),
+            attributes: self.attributes.to_jsonb_text(),
+            opted_out: self.opted_out,
+            opted_out_at: self.opted_out_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
+        }
+    }
+}
+
+impl sqlx::FromRow<'_, PgRow> for Contact {
+    fn from_row(row: &PgRow) -> Result<Contact, sqlx::Error> {
+        ContactRef::from_row(row).map(ContactRef::to_contact)
     }
 }
 
@@ -93,6 +134,22 @@ where
 }
 
 impl Contact {
+    pub fn as_contact_ref(&self) -> ContactRef<'_> {
+        ContactRef {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            name: &self.name,
+            phone: self.phone.as_deref(),
+            email: self.email.as_deref(),
+            attributes: self.attributes.as_jsonb_str(),
+            opted_out: self.opted_out,
+            opted_out_at: self.opted_out_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
+        }
+    }
+
     /// `attributes` as a map, for rendering. The column only ever holds an object (see
     /// `Attributes::parse`); anything else reads as none.
     pub fn attributes_map(&self) -> Map<String, Value> {

@@ -2,6 +2,7 @@
 //! well, which lets the planner use the tenant-leading indexes (RLS is the guarantee, not
 //! the filter).
 
+use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -119,7 +120,8 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem
     .await?)
 }
 
-/// One page, newest first, plus the total when paging by offset.
+/// One page, newest first, plus the total when paging by offset. The rows hold
+/// `columns!()`, to be read through [`ContactRef::from_row`](super::ContactRef::from_row).
 ///
 /// With a group, the page walks the primary key of `group_contacts`, `(tenant_id,
 /// group_id, contact_id)`, backwards and looks each member up in `contacts` through a
@@ -128,10 +130,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem
 /// whether the group holds ten contacts or a million, and however sparse it is among the
 /// tenant's contacts. A plain join lets a generic plan merge-join against every contact
 /// from the newest down, which a deep cursor or a small group makes a scan.
-pub async fn list(
-    tx: &mut TenantTx,
-    q: &ListQuery,
-) -> Result<(Vec<Contact>, Option<i64>), Problem> {
+pub async fn list(tx: &mut TenantTx, q: &ListQuery) -> Result<(Vec<PgRow>, Option<i64>), Problem> {
     let tenant = tx.tenant();
     // What a listed contact satisfies besides its tenant; the names are unambiguous beside
     // `group_contacts`.
@@ -176,7 +175,7 @@ pub async fn list(
     if let Some(offset) = q.offset {
         page.push(" OFFSET ").push_bind(i64::from(offset.get()));
     }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
+    let items = page.build().fetch_all(tx.conn()).await?;
 
     let total = match q.offset {
         Some(_) => {
