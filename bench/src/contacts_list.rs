@@ -337,7 +337,11 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         enter_tenant: write_script(
             &dir,
             "enter_tenant.sql",
-            &in_tx("SELECT app.enter_tenant(:tenant, :sub);", &select),
+            // As the handler calls it, a request id included (it names the session).
+            &in_tx(
+                "SELECT app.enter_tenant(:tenant, :sub, '01a21a6b2c3d7e8f9a0b1c2d3e4f5a6b');",
+                &select,
+            ),
         )?,
         set_config_literal: write_script(
             &dir,
