@@ -21,7 +21,7 @@ use crate::rfc3339;
 /// A contact takes about 260 bytes; room for a page without growing.
 const BYTES_PER_CONTACT: usize = 320;
 
-/// A [`ContactPage`] of `items` as `serde_json::to_vec` writes it, faster.
+/// A [`ContactPage`](super::ContactPage) of `items` as `serde_json::to_vec` writes it, faster.
 pub fn page(items: &[ContactRef<'_>], total: Option<i64>, next_cursor: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + items.len() * BYTES_PER_CONTACT);
     out.extend_from_slice(b"{\"items\":[");
