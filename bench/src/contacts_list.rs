@@ -5,9 +5,8 @@
 //! set-based SQL, an HTTP load at fixed concurrency between two pgbench runs of the handler's
 //! query with `set_config` (the gateway is compared with their mean, which cancels the
 //! machine's drift), pgbench with `app.enter_tenant` and with literals instead of bind
-//! parameters,
-//! pgbench with one client as the owner and as `herald_app`, CPU accounting from /proc, a
-//! summary on stdout, the database dropped. Progress goes to stderr. See bench/README.md.
+//! parameters, pgbench with one client as the owner and as `herald_app`, CPU accounting
+//! from /proc, a summary on stdout, the database dropped. Progress goes to stderr. See bench/README.md.
 //!
 //! herald writes one JSON log line and one EMF line per request to stdout. While the server
 //! runs, file descriptor 1 points at `--server-log` (default `/dev/null`); the figures are
@@ -468,6 +467,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         http_cpu.share(http_cpu.other()),
     );
     if args.gateway_only {
+        let _ = std::fs::remove_dir_all(&dir);
         return Ok(String::new());
     }
     // Let the server's pool connections go before pgbench starts.
