@@ -2,11 +2,12 @@
 //! pgbench running the same SELECT, and what row-level security costs that SELECT.
 //!
 //! One run: a fresh database, herald-local started in-process, 100,000 contacts loaded with
-//! set-based SQL, an HTTP load at fixed concurrency between two pgbench runs of the handler's
-//! query with `set_config` (the gateway is compared with their mean, which cancels the
-//! machine's drift), pgbench with `app.enter_tenant` and with literals instead of bind
-//! parameters, pgbench with one client as the owner and as `herald_app`, CPU accounting
-//! from /proc, a summary on stdout, the database dropped. Progress goes to stderr. See bench/README.md.
+//! set-based SQL, rounds of HTTP load at fixed concurrency alternating with pgbench runs of
+//! the handler's query with `set_config` (the gateway is compared with their mean, which
+//! evens out pgbench's run-to-run spread and the machine's drift), pgbench with
+//! `app.enter_tenant` and with literals instead of bind parameters, pgbench with one client
+//! as the owner and as `herald_app`, CPU accounting from /proc, a summary on stdout, the
+//! database dropped. Progress goes to stderr. See bench/README.md.
 //!
 //! herald writes one JSON log line and one EMF line per request to stdout. While the server
 //! runs, file descriptor 1 points at `--server-log` (default `/dev/null`); the figures are
@@ -66,9 +67,13 @@ enum LoadGenerator {
     about = "Benchmark GET /api/contacts?limit=50 through herald-local against pgbench"
 )]
 struct Args {
-    /// Length of each measured phase (HTTP load and each pgbench run).
+    /// Length of each measured phase (a round of HTTP load, each pgbench run).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Rounds of HTTP load, each between two runs of pgbench's headline script; the
+    /// headline ratio is all rounds' requests a second over the mean of all those runs.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Contacts loaded for the benchmarked tenant.
     #[arg(long, default_value_t = 100_000)]
     contacts: i32,
@@ -207,6 +212,7 @@ struct Setup {
 async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     ensure!(args.seconds > 0, "--seconds must be at least 1");
     ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    ensure!(args.rounds > 0, "--rounds must be at least 1");
     ensure!(
         (1..100_000_000).contains(&args.contacts),
         "--contacts must be from 1 to 99,999,999"
@@ -353,136 +359,46 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     let clients = args.concurrency as u32;
     let app = database::APP_ROLE;
     let owner_role = pg.conn.owner.clone();
-    let pg_set_before = if args.gateway_only {
-        None
-    } else {
-        pg.stage(
-            "set_config, parameters (before the HTTP load)",
-            app,
-            &scripts.set_config,
-            clients,
-            false,
-        )
-        .await
+    let headline = |label: String| {
+        let script = scripts.set_config.clone();
+        let pg = &pg;
+        async move { pg.stage(&label, app, &script, clients, false).await }
     };
 
-    // 3. HTTP load.
+    // 3. HTTP load in rounds, each between two runs of the headline pgbench script: the
+    // machine's speed drifts by several percent within a minute, and a round compared with
+    // the runs either side of it cancels most of that.
     let token = token::issue(SECRET, OWNER_SUB, None, 3600)?;
-    let target = Arc::new(Target {
-        url: format!("http://{}/api/contacts?limit={PAGE}", running.addr),
-    });
-    let mut headers = HeaderMap::new();
-    let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
-    auth.set_sensitive(true);
-    headers.insert(AUTHORIZATION, auth);
-    headers.insert("x-tenant-id", HeaderValue::from_str(&bench.id.to_string())?);
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(args.concurrency)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    fetch(&client, &target)
+    let http = Http::new(args, setup, running.addr, &token, bench.id, &dir, &pg)?;
+    http.check()
         .await
         .map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
-
-    eprintln!(
-        "contacts-list: HTTP load ({:?}), concurrency {}, {} s warm-up + {} s",
-        args.load_generator, args.concurrency, args.warmup, args.seconds
-    );
-    let load_threads = args.concurrency.min(setup.cpus).max(1);
-    let (load, http_cpu, http_backends) = match args.load_generator {
-        LoadGenerator::Reqwest => {
-            let measure_from = Instant::now() + Duration::from_secs(args.warmup);
-            let end = measure_from + Duration::from_secs(args.seconds);
-            let fut = load(
-                client.clone(),
-                Arc::clone(&target),
-                args.concurrency,
-                measure_from,
-                end,
-            );
-            let handle = match &setup.client {
-                Some(rt) => rt.spawn(fut),
-                None => tokio::spawn(fut),
-            };
-            tokio::time::sleep_until(measure_from.into()).await;
-            let cpu_from = Cpu::now();
-            let backends = Backends::of(&owner, &db_name, "herald-local").await;
-            tokio::time::sleep_until(end.into()).await;
-            let http_cpu = Cpu::now().since(&cpu_from);
-            let http_backends = backends.cpu_since_start();
-            (handle.await?.measured(), http_cpu, http_backends)
+    let mut pg_headline: Vec<Option<PgbenchRun>> = Vec::new();
+    if !args.gateway_only {
+        pg_headline.push(headline("set_config, parameters (before round 1)".into()).await);
+    }
+    let mut rounds: Vec<Round> = Vec::new();
+    for i in 1..=args.rounds {
+        let round = http.round(i).await?;
+        round.print(i);
+        rounds.push(round);
+        if !args.gateway_only {
+            pg_headline.push(headline(format!("set_config, parameters (after round {i})")).await);
         }
-        LoadGenerator::Wrk => {
-            let wrk = Wrk {
-                url: target.url.clone(),
-                headers: vec![
-                    format!("Authorization: Bearer {token}"),
-                    format!("X-Tenant-ID: {}", bench.id),
-                ],
-                connections: args.concurrency,
-                threads: load_threads,
-                script: write_script(&dir, "report.lua", WRK_REPORT)?,
-            };
-            if args.warmup > 0 {
-                wrk.run(args.warmup).await?;
-            }
-            let cpu_from = Cpu::now();
-            let backends = Backends::of(&owner, &db_name, "herald-local").await;
-            let run = wrk.run(args.seconds).await?;
-            let http_cpu = Cpu::now().since(&cpu_from);
-            let http_backends = backends.cpu_since_start();
-            (run, http_cpu, http_backends)
-        }
-    };
+    }
     // wrk counts statuses only: the body must still be a full page after the load.
-    if let Err(e) = fetch(&client, &target).await {
+    if let Err(e) = http.check().await {
         eprintln!("contacts-list: the request after the load failed: {e}");
     }
     running.task.abort();
     let _ = running.task.await;
-    if let Some(e) = &load.first_error {
-        eprintln!("contacts-list: first failed request: {e}");
-    }
-    let per_request = load.ok + load.errors;
-    let gateway_us = [
-        per_op_us(http_cpu.server, per_request),
-        // The reqwest client's threads, or wrk (a child process, waited for in the window).
-        per_op_us(http_cpu.load + http_cpu.children, per_request),
-        per_op_us(http_backends.cpu, per_request),
-    ];
-    let gateway_total: f64 = gateway_us.iter().sum();
-    eprintln!(
-        "contacts-list: gateway {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; CPU per request: \
-         server {:.0} us, load generator {:.0} us, PostgreSQL {:.0} us, total {gateway_total:.0} us; \
-         anything else {:.0} % of a core",
-        load.rps(),
-        ms(load.p50),
-        ms(load.p99),
-        load.errors,
-        gateway_us[0],
-        gateway_us[1],
-        gateway_us[2],
-        http_cpu.share(http_cpu.other()),
-    );
+    let gateway = Round::total(&rounds);
     if args.gateway_only {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(String::new());
     }
-    // Let the server's pool connections go before pgbench starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // 4. and 5. pgbench.
-    let pg_set = pg
-        .stage(
-            "set_config, parameters",
-            app,
-            &scripts.set_config,
-            clients,
-            false,
-        )
-        .await;
+    // 4. and 5. pgbench's other scripts.
     let pg_enter = pg
         .stage(
             "enter_tenant, parameters",
@@ -543,36 +459,40 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     let mut s = String::new();
     writeln!(
         s,
-        "contacts-list benchmark ({} contacts, concurrency {}, {} s)",
-        args.contacts, args.concurrency, args.seconds
+        "contacts-list benchmark ({} contacts, concurrency {}, {} round(s) of {} s)",
+        args.contacts,
+        args.concurrency,
+        rounds.len(),
+        args.seconds
     )?;
+    let list = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(", ");
     writeln!(
         s,
-        "gateway  GET /api/contacts?limit={PAGE}: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
-        load.rps(),
-        ms(load.p50),
-        ms(load.p99),
-        load.errors
+        "gateway  GET /api/contacts?limit={PAGE}: {:.0} req/s (rounds: {}), p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        gateway.load.rps(),
+        list(&mut rounds.iter().map(|r| format!("{:.0}", r.load.rps()))),
+        ms(gateway.load.p50),
+        ms(gateway.load.p99),
+        gateway.load.errors
+    )?;
+    let tps = |r: &Option<PgbenchRun>| r.as_ref().map(|r| r.tps).filter(|&tps| tps > 0.0);
+    let headline_tps: Vec<f64> = pg_headline.iter().filter_map(tps).collect();
+    writeln!(
+        s,
+        "pgbench  same SELECT in a tenant tx:  {} (runs: {})",
+        match mean(&headline_tps) {
+            Some(m) => format!("{m:.0} tps"),
+            None => "n/a (pgbench failed)".to_owned(),
+        },
+        list(&mut pg_headline.iter().map(|r| match tps(r) {
+            Some(t) => format!("{t:.0}"),
+            None => "failed".to_owned(),
+        }))
     )?;
     let tps_line = |r: &Option<PgbenchRun>| match r {
         Some(r) => format!("{:.0} tps (avg {:.2} ms)", r.tps, r.latency_ms),
         None => "n/a (pgbench failed)".to_owned(),
     };
-    // The gateway's comparison: the mean of the runs before and after the HTTP load.
-    let around: Vec<f64> = [&pg_set_before, &pg_set]
-        .into_iter()
-        .flatten()
-        .map(|r| r.tps)
-        .filter(|&tps| tps > 0.0)
-        .collect();
-    let baseline_tps =
-        (!around.is_empty()).then(|| around.iter().sum::<f64>() / around.len() as f64);
-    writeln!(
-        s,
-        "pgbench  same SELECT in a tenant tx:  {} before the HTTP load, {} after",
-        tps_line(&pg_set_before),
-        tps_line(&pg_set)
-    )?;
     writeln!(
         s,
         "pgbench  with app.enter_tenant:       {}",
@@ -583,11 +503,24 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         "pgbench  set_config, literals:        {}",
         tps_line(&pg_literal)
     )?;
-    match baseline_tps {
-        Some(tps) => writeln!(
+    // The headline: the rounds' requests a second over the mean of all the pgbench runs
+    // around them. The gateway holds steady from round to round; pgbench's figure moves by a
+    // tenth or more from one run to the next, and its mean over several runs steadies it.
+    // Each round against the two runs either side of it shows the spread.
+    let per_round: Vec<String> = rounds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, round)| {
+            let either_side: Vec<f64> = pg_headline[i..=i + 1].iter().filter_map(tps).collect();
+            mean(&either_side).map(|t| format!("{:.1} %", 100.0 * round.load.rps() / t))
+        })
+        .collect();
+    match mean(&headline_tps) {
+        Some(t) => writeln!(
             s,
-            "gateway / pgbench: {:.1} % of their mean, {tps:.0} tps (target >= 50 %)",
-            100.0 * load.rps() / tps
+            "gateway / pgbench: {:.1} % (target >= 50 %); round by round against the pgbench runs either side: {}",
+            100.0 * gateway.load.rps() / t,
+            per_round.join(", ")
         )?,
         None => writeln!(s, "gateway / pgbench: n/a (target >= 50 %)")?,
     }
@@ -625,45 +558,41 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
             )?;
         }
     }
-    for (name, run) in [
-        ("set_config before", &pg_set_before),
-        ("set_config", &pg_set),
+    let others = [
         ("enter_tenant", &pg_enter),
         ("literals", &pg_literal),
         ("1 client owner", &rls_owner),
         ("1 client herald_app", &rls_app),
         ("1 client owner literals", &rls_owner_literal),
         ("1 client herald_app literals", &rls_app_literal),
-    ] {
+    ];
+    for (name, run) in pg_headline.iter().map(|r| ("set_config", r)).chain(others) {
         if let Some(r) = run
             && r.failed > 0
         {
             writeln!(s, "  pgbench ({name}): {} failed transactions", r.failed)?;
         }
     }
+    let gateway_us = gateway.cpu_per_request();
+    let gateway_total: f64 = gateway_us.iter().sum();
     writeln!(
         s,
-        "  CPU per operation, from /proc (other work on the machine left out):"
+        "  CPU per operation, from /proc (other work on the machine left out), all rounds or runs together:"
     )?;
     writeln!(
         s,
         "    gateway request:  server {:.0} us + load generator {:.0} us + PostgreSQL {:.0} us \
          ({} backends) = {gateway_total:.0} us",
-        gateway_us[0], gateway_us[1], gateway_us[2], http_backends.count
+        gateway_us[0], gateway_us[1], gateway_us[2], gateway.backends.count
     )?;
+    let headline_runs: Vec<&PgbenchRun> = pg_headline.iter().flatten().collect();
     let mut pgbench_total = None;
-    for (name, run) in [
-        ("set_config", &pg_set),
-        ("enter_tenant", &pg_enter),
-        ("literals", &pg_literal),
+    for (name, runs) in [
+        ("set_config", headline_runs.clone()),
+        ("enter_tenant", pg_enter.iter().collect()),
+        ("literals", pg_literal.iter().collect()),
     ] {
-        if let Some(r) = run
-            && let Some(b) = r.backends
-            && r.tps > 0.0
-        {
-            let txs = (r.tps * r.cpu.wall.as_secs_f64()) as u64;
-            let client = per_op_us(r.cpu.children, txs);
-            let server = b.cores() * 1e6 / r.tps;
+        if let Some([client, server]) = pgbench_cpu_per_tx(&runs) {
             writeln!(
                 s,
                 "    pgbench tx ({name}):{:pad$}pgbench {client:.0} us + PostgreSQL {server:.0} us = {:.0} us",
@@ -684,9 +613,10 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
             100.0 * p / gateway_total
         )?;
     }
+    let http_cpu = &gateway.cpu;
     writeln!(
         s,
-        "  CPU, measured HTTP window (100 % = one core): server threads {:.0} %, load generator {:.0} %, \
+        "  CPU, measured HTTP windows (100 % = one core): server threads {:.0} %, load generator {:.0} %, \
          PostgreSQL (all databases) {:.0} %, anything else {:.0} %, machine busy {:.0} % of {} %",
         http_cpu.share(http_cpu.server),
         http_cpu.share(http_cpu.load + http_cpu.children),
@@ -695,27 +625,32 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         http_cpu.share(http_cpu.machine_busy),
         100 * setup.cpus
     )?;
-    for (name, run) in [
-        ("set_config", &pg_set),
-        ("enter_tenant", &pg_enter),
-        ("literals", &pg_literal),
+    let pg_cpu = |runs: &[&PgbenchRun]| {
+        let cpu = runs.iter().map(|r| r.cpu).sum::<CpuUse>();
+        (!cpu.wall.is_zero()).then_some(cpu)
+    };
+    for (name, cpu) in [
+        ("set_config", pg_cpu(&headline_runs)),
+        ("enter_tenant", pg_cpu(&pg_enter.iter().collect::<Vec<_>>())),
+        ("literals", pg_cpu(&pg_literal.iter().collect::<Vec<_>>())),
     ] {
-        if let Some(r) = run {
+        if let Some(c) = cpu {
             writeln!(
                 s,
                 "  CPU, pgbench {} clients ({name}): pgbench {:.0} %, PostgreSQL (all databases) {:.0} %, \
                  anything else {:.0} %, machine busy {:.0} %",
                 args.concurrency,
-                r.cpu.share(r.cpu.children),
-                r.cpu.share(r.cpu.postgres),
-                r.cpu.share(r.cpu.other()),
-                r.cpu.share(r.cpu.machine_busy),
+                c.share(c.children),
+                c.share(c.postgres),
+                c.share(c.other()),
+                c.share(c.machine_busy),
             )?;
         }
     }
-    let busiest_other = [Some(&http_cpu), pg_set.as_ref().map(|r| &r.cpu)]
-        .into_iter()
-        .flatten()
+    let busiest_other = rounds
+        .iter()
+        .map(|r| &r.cpu)
+        .chain(headline_runs.iter().map(|r| &r.cpu))
         .map(|c| c.share(c.other()))
         .fold(0.0, f64::max);
     if busiest_other > 15.0 {
@@ -729,12 +664,12 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         s,
         "  gateway: {} requests measured, mean {:.2} ms, max {:.1} ms; server runtime {} threads, \
          load generator {}, db pool {}",
-        load.ok,
-        ms(load.mean),
-        ms(load.max),
+        gateway.load.ok,
+        ms(gateway.load.mean),
+        ms(gateway.load.max),
         setup.server_threads,
         match args.load_generator {
-            LoadGenerator::Wrk => format!("wrk, {load_threads} thread(s)"),
+            LoadGenerator::Wrk => format!("wrk, {} thread(s)", http.load_threads),
             LoadGenerator::Reqwest if args.client_threads == 0 => {
                 "reqwest on the server's runtime".to_owned()
             }
@@ -753,6 +688,227 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         pg.conn.sslmode
     )?;
     Ok(s)
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// pgbench's own CPU and its backends' a transaction, over `runs` together.
+fn pgbench_cpu_per_tx(runs: &[&PgbenchRun]) -> Option<[f64; 2]> {
+    let (mut txs, mut client) = (0.0, Duration::ZERO);
+    // The backends were read over part of each run: their CPU a transaction is the cores
+    // they kept busy over the transactions a second, averaged over the runs by length.
+    let (mut backend_s, mut weight) = (0.0, 0.0);
+    for r in runs.iter().filter(|r| r.tps > 0.0) {
+        let wall = r.cpu.wall.as_secs_f64();
+        txs += r.tps * wall;
+        client += r.cpu.children;
+        if let Some(b) = r.backends {
+            backend_s += b.cores() / r.tps * wall;
+            weight += wall;
+        }
+    }
+    (txs > 0.0 && weight > 0.0)
+        .then(|| [client.as_secs_f64() * 1e6 / txs, backend_s * 1e6 / weight])
+}
+
+/// The HTTP side of the comparison: the request, its load generator, and one round of load.
+struct Http<'a> {
+    args: &'a Args,
+    setup: &'a Setup,
+    client: reqwest::Client,
+    target: Arc<Target>,
+    wrk: Wrk,
+    /// wrk's threads: as many as pgbench gets (`-j`).
+    load_threads: usize,
+    /// For finding the server's backends in `pg_stat_activity`.
+    owner: PgPool,
+    db_name: String,
+}
+
+/// What one round of HTTP load measured.
+struct Round {
+    load: Measured,
+    cpu: CpuUse,
+    /// The server's backends over the measured window.
+    backends: BackendCpu,
+}
+
+impl<'a> Http<'a> {
+    fn new(
+        args: &'a Args,
+        setup: &'a Setup,
+        addr: std::net::SocketAddr,
+        token: &str,
+        tenant: Uuid,
+        dir: &Path,
+        pg: &Pgbench,
+    ) -> anyhow::Result<Http<'a>> {
+        let target = Arc::new(Target {
+            url: format!("http://{addr}/api/contacts?limit={PAGE}"),
+        });
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert("x-tenant-id", HeaderValue::from_str(&tenant.to_string())?);
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(args.concurrency)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let load_threads = args.concurrency.min(setup.cpus).max(1);
+        let wrk = Wrk {
+            url: target.url.clone(),
+            headers: vec![
+                format!("Authorization: Bearer {token}"),
+                format!("X-Tenant-ID: {tenant}"),
+            ],
+            connections: args.concurrency,
+            threads: load_threads,
+            script: write_script(dir, "report.lua", WRK_REPORT)?,
+        };
+        Ok(Http {
+            args,
+            setup,
+            client,
+            target,
+            wrk,
+            load_threads,
+            owner: pg.owner_pool.clone(),
+            db_name: pg.conn.db.clone(),
+        })
+    }
+
+    /// One request, whose answer must be a 200 with a full page.
+    async fn check(&self) -> Result<(), String> {
+        fetch(&self.client, &self.target).await
+    }
+
+    /// `--warmup` seconds of unmeasured load, then `--seconds` measured.
+    async fn round(&self, i: usize) -> anyhow::Result<Round> {
+        let args = self.args;
+        eprintln!(
+            "contacts-list: HTTP load round {i} ({:?}), concurrency {}, {} s warm-up + {} s",
+            args.load_generator, args.concurrency, args.warmup, args.seconds
+        );
+        let application = "herald-local";
+        let (load, cpu, backends) = match args.load_generator {
+            LoadGenerator::Reqwest => {
+                let measure_from = Instant::now() + Duration::from_secs(args.warmup);
+                let end = measure_from + Duration::from_secs(args.seconds);
+                let fut = load(
+                    self.client.clone(),
+                    Arc::clone(&self.target),
+                    args.concurrency,
+                    measure_from,
+                    end,
+                );
+                let handle = match &self.setup.client {
+                    Some(rt) => rt.spawn(fut),
+                    None => tokio::spawn(fut),
+                };
+                tokio::time::sleep_until(measure_from.into()).await;
+                let cpu_from = Cpu::now();
+                let backends = Backends::of(&self.owner, &self.db_name, application).await;
+                tokio::time::sleep_until(end.into()).await;
+                let cpu = Cpu::now().since(&cpu_from);
+                let backends = backends.cpu_since_start();
+                (handle.await?.measured(), cpu, backends)
+            }
+            LoadGenerator::Wrk => {
+                if args.warmup > 0 {
+                    self.wrk.run(args.warmup).await?;
+                }
+                let cpu_from = Cpu::now();
+                let backends = Backends::of(&self.owner, &self.db_name, application).await;
+                let run = self.wrk.run(args.seconds).await?;
+                let cpu = Cpu::now().since(&cpu_from);
+                (run, cpu, backends.cpu_since_start())
+            }
+        };
+        Ok(Round {
+            load,
+            cpu,
+            backends,
+        })
+    }
+}
+
+impl Round {
+    /// CPU microseconds a request: server, load generator, the server's backends.
+    fn cpu_per_request(&self) -> [f64; 3] {
+        let requests = self.load.ok + self.load.errors;
+        [
+            per_op_us(self.cpu.server, requests),
+            // The reqwest client's threads, or wrk (a child process, waited for in the window).
+            per_op_us(self.cpu.load + self.cpu.children, requests),
+            per_op_us(self.backends.cpu, requests),
+        ]
+    }
+
+    fn print(&self, i: usize) {
+        if let Some(e) = &self.load.first_error {
+            eprintln!("contacts-list: round {i}: first failed request: {e}");
+        }
+        let [server, load, postgres] = self.cpu_per_request();
+        eprintln!(
+            "contacts-list: round {i}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors; CPU per request: \
+             server {server:.0} us, load generator {load:.0} us, PostgreSQL {postgres:.0} us, total {:.0} us; \
+             anything else {:.0} % of a core",
+            self.load.rps(),
+            ms(self.load.p50),
+            ms(self.load.p99),
+            self.load.errors,
+            server + load + postgres,
+            self.cpu.share(self.cpu.other()),
+        );
+    }
+
+    /// All rounds as one: counts, windows and CPU added up; p50 the rounds' median, p99 and
+    /// max the worst round's.
+    fn total(rounds: &[Round]) -> Round {
+        let ok: u64 = rounds.iter().map(|r| r.load.ok).sum();
+        let weighted_mean: f64 = rounds
+            .iter()
+            .map(|r| r.load.mean.as_secs_f64() * r.load.ok as f64)
+            .sum();
+        let p50s: Vec<f64> = rounds.iter().map(|r| r.load.p50.as_secs_f64()).collect();
+        let worst = |f: fn(&Measured) -> Duration| {
+            rounds.iter().map(|r| f(&r.load)).max().unwrap_or_default()
+        };
+        Round {
+            load: Measured {
+                ok,
+                errors: rounds.iter().map(|r| r.load.errors).sum(),
+                window: rounds.iter().map(|r| r.load.window).sum(),
+                p50: Duration::from_secs_f64(median(&p50s).unwrap_or(0.0)),
+                p99: worst(|m| m.p99),
+                mean: Duration::from_secs_f64(weighted_mean / ok.max(1) as f64),
+                max: worst(|m| m.max),
+                first_error: rounds.iter().find_map(|r| r.load.first_error.clone()),
+            },
+            cpu: rounds.iter().map(|r| r.cpu).sum(),
+            backends: BackendCpu {
+                count: rounds.iter().map(|r| r.backends.count).max().unwrap_or(0),
+                wall: rounds.iter().map(|r| r.backends.wall).sum(),
+                cpu: rounds.iter().map(|r| r.backends.cpu).sum(),
+            },
+        }
+    }
 }
 
 struct Scripts {
@@ -1254,6 +1410,19 @@ struct CpuUse {
     postgres: Duration,
     children: Duration,
     machine_busy: Duration,
+}
+
+impl std::iter::Sum for CpuUse {
+    fn sum<I: Iterator<Item = CpuUse>>(uses: I) -> CpuUse {
+        uses.fold(CpuUse::default(), |a, b| CpuUse {
+            wall: a.wall + b.wall,
+            server: a.server + b.server,
+            load: a.load + b.load,
+            postgres: a.postgres + b.postgres,
+            children: a.children + b.children,
+            machine_busy: a.machine_busy + b.machine_busy,
+        })
+    }
 }
 
 impl CpuUse {
