@@ -417,42 +417,26 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
             false,
         )
         .await;
-    let rls_owner = pg
-        .stage(
-            "1 client, owner, parameters",
-            &owner_role,
-            &scripts.bare,
-            1,
-            true,
-        )
-        .await;
-    let rls_app = pg
-        .stage(
-            "1 client, herald_app, parameters",
-            app,
-            &scripts.set_config,
-            1,
-            true,
-        )
-        .await;
-    let rls_owner_literal = pg
-        .stage(
-            "1 client, owner, literals",
-            &owner_role,
-            &scripts.bare_literal,
-            1,
-            true,
-        )
-        .await;
-    let rls_app_literal = pg
-        .stage(
-            "1 client, herald_app, literals",
-            app,
-            &scripts.set_config_literal,
-            1,
-            true,
-        )
-        .await;
+    // RLS: one client, the owner and herald_app alternately, each run half as long.
+    let short = pg.for_seconds((args.seconds / 2).max(1));
+    let rls = Rls::measure(
+        &short,
+        "parameters",
+        &owner_role,
+        &scripts.bare,
+        &scripts.set_config,
+        args.rounds,
+    )
+    .await;
+    let rls_literal = Rls::measure(
+        &short,
+        "literals",
+        &owner_role,
+        &scripts.bare_literal,
+        &scripts.set_config_literal,
+        args.rounds,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 
     // 6. Summary.
@@ -524,16 +508,8 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         )?,
         None => writeln!(s, "gateway / pgbench: n/a (target >= 50 %)")?,
     }
-    writeln!(
-        s,
-        "RLS vs owner (1 client): {}",
-        rls_line(&rls_app, &rls_owner)
-    )?;
-    writeln!(
-        s,
-        "RLS vs owner, literals:  {}",
-        rls_line(&rls_app_literal, &rls_owner_literal)
-    )?;
+    writeln!(s, "RLS vs owner (1 client): {}", rls.line())?;
+    writeln!(s, "RLS vs owner, literals:  {}", rls_literal.line())?;
     writeln!(s)?;
     writeln!(
         s,
@@ -544,33 +520,30 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     writeln!(
         s,
         "  RLS lines: the SELECT's own latency (pgbench -r), as {app} in BEGIN/set_config/…/COMMIT \
-         vs as {owner_role} (no RLS) alone."
+         vs as {owner_role} (no RLS) alone, means of {} alternating runs of {} s each.",
+        args.rounds, short.seconds
     )?;
-    for (name, a, o) in [
-        ("parameters", &rls_app, &rls_owner),
-        ("literals", &rls_app_literal, &rls_owner_literal),
-    ] {
-        if let (Some(a), Some(o)) = (a, o) {
+    for (name, r) in [("parameters", &rls), ("literals", &rls_literal)] {
+        if let (Some(a), Some(o)) = (Rls::tx_ms(&r.app), Rls::tx_ms(&r.owner)) {
             writeln!(
                 s,
-                "    whole transactions, {name}: {:.3} ms vs {:.3} ms",
-                a.latency_ms, o.latency_ms
+                "    whole transactions, {name}: {a:.3} ms vs {o:.3} ms; SELECT run by run: {}",
+                r.pairs()
             )?;
         }
     }
-    let others = [
-        ("enter_tenant", &pg_enter),
-        ("literals", &pg_literal),
-        ("1 client owner", &rls_owner),
-        ("1 client herald_app", &rls_app),
-        ("1 client owner literals", &rls_owner_literal),
-        ("1 client herald_app literals", &rls_app_literal),
-    ];
-    for (name, run) in pg_headline.iter().map(|r| ("set_config", r)).chain(others) {
-        if let Some(r) = run
-            && r.failed > 0
-        {
-            writeln!(s, "  pgbench ({name}): {} failed transactions", r.failed)?;
+    let clients_runs = pg_headline
+        .iter()
+        .map(|r| ("set_config", r))
+        .chain([("enter_tenant", &pg_enter), ("literals", &pg_literal)])
+        .filter_map(|(name, run)| Some((name, run.as_ref()?)));
+    let rls_runs = [&rls, &rls_literal]
+        .into_iter()
+        .flat_map(|r| r.owner.iter().chain(&r.app))
+        .map(|run| ("1 client", run));
+    for (name, run) in clients_runs.chain(rls_runs) {
+        if run.failed > 0 {
+            writeln!(s, "  pgbench ({name}): {} failed transactions", run.failed)?;
         }
     }
     let gateway_us = gateway.cpu_per_request();
@@ -919,17 +892,75 @@ struct Scripts {
     bare_literal: PathBuf,
 }
 
-/// `RLS ms vs owner ms = ratio` from the SELECT's per-statement latencies.
-fn rls_line(app: &Option<PgbenchRun>, owner: &Option<PgbenchRun>) -> String {
-    match (
-        app.as_ref().and_then(PgbenchRun::select_ms),
-        owner.as_ref().and_then(PgbenchRun::select_ms),
-    ) {
-        (Some(app_ms), Some(owner_ms)) if owner_ms > 0.0 => format!(
-            "{app_ms:.3} ms vs {owner_ms:.3} ms = {:.2}x (target <= 1.15x)",
-            app_ms / owner_ms
-        ),
-        _ => "n/a (target <= 1.15x)".to_owned(),
+/// What row-level security costs the SELECT: one pgbench client as the owner (a superuser,
+/// so no RLS) and as herald_app (RLS, in the set_config transaction), run alternately so that
+/// the machine's drift falls on both alike.
+struct Rls {
+    owner: Vec<PgbenchRun>,
+    app: Vec<PgbenchRun>,
+}
+
+impl Rls {
+    async fn measure(
+        pg: &Pgbench,
+        name: &str,
+        owner_role: &str,
+        bare: &Path,
+        in_tx: &Path,
+        rounds: usize,
+    ) -> Rls {
+        let mut rls = Rls {
+            owner: Vec::new(),
+            app: Vec::new(),
+        };
+        for i in 1..=rounds {
+            let stage = |role: &str| format!("1 client, {role}, {name} ({i} of {rounds})");
+            rls.owner
+                .extend(pg.stage(&stage("owner"), owner_role, bare, 1, true).await);
+            rls.app.extend(
+                pg.stage(&stage("herald_app"), database::APP_ROLE, in_tx, 1, true)
+                    .await,
+            );
+        }
+        rls
+    }
+
+    fn select_ms(runs: &[PgbenchRun]) -> Option<f64> {
+        mean(
+            &runs
+                .iter()
+                .filter_map(PgbenchRun::select_ms)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn tx_ms(runs: &[PgbenchRun]) -> Option<f64> {
+        mean(&runs.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+    }
+
+    /// `RLS ms vs owner ms = ratio`, from the means of the SELECT's per-statement latencies.
+    fn line(&self) -> String {
+        match (Rls::select_ms(&self.app), Rls::select_ms(&self.owner)) {
+            (Some(app_ms), Some(owner_ms)) if owner_ms > 0.0 => format!(
+                "{app_ms:.3} ms vs {owner_ms:.3} ms = {:.2}x (target <= 1.15x)",
+                app_ms / owner_ms
+            ),
+            _ => "n/a (target <= 1.15x)".to_owned(),
+        }
+    }
+
+    /// Each pair's SELECT latencies, e.g. `0.151/0.149 ms`.
+    fn pairs(&self) -> String {
+        let ms = |r: &PgbenchRun| {
+            r.select_ms()
+                .map_or("n/a".to_owned(), |m| format!("{m:.3}"))
+        };
+        self.app
+            .iter()
+            .zip(&self.owner)
+            .map(|(a, o)| format!("{}/{} ms", ms(a), ms(o)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -1211,6 +1242,7 @@ impl Wrk {
     }
 }
 
+#[derive(Clone)]
 struct PgTarget {
     host: String,
     port: u16,
@@ -1260,6 +1292,17 @@ struct Pgbench {
 }
 
 impl Pgbench {
+    /// The same pgbench with runs of `seconds`.
+    fn for_seconds(&self, seconds: u64) -> Pgbench {
+        Pgbench {
+            conn: self.conn.clone(),
+            owner_pool: self.owner_pool.clone(),
+            dir: self.dir.clone(),
+            seconds,
+            vars: self.vars.clone(),
+        }
+    }
+
     /// Runs one pgbench; a failure is printed and the summary shows `n/a`.
     async fn stage(
         &self,
