@@ -460,11 +460,11 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         gateway.load.errors
     )?;
     let tps = |r: &Option<PgbenchRun>| r.as_ref().map(|r| r.tps).filter(|&tps| tps > 0.0);
-    let headline_tps: Vec<f64> = pg_headline.iter().filter_map(tps).collect();
+    let headline_tps = mean(&pg_headline.iter().filter_map(tps).collect::<Vec<_>>());
     writeln!(
         s,
         "pgbench  same SELECT in a tenant tx:  {} (runs: {})",
-        match mean(&headline_tps) {
+        match headline_tps {
             Some(m) => format!("{m:.0} tps"),
             None => "n/a (pgbench failed)".to_owned(),
         },
@@ -499,7 +499,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
             mean(&either_side).map(|t| format!("{:.1} %", 100.0 * round.load.rps() / t))
         })
         .collect();
-    match mean(&headline_tps) {
+    match headline_tps {
         Some(t) => writeln!(
             s,
             "gateway / pgbench: {:.1} % (target >= 50 %); round by round against the pgbench runs either side: {}",
@@ -642,7 +642,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         ms(gateway.load.max),
         setup.server_threads,
         match args.load_generator {
-            LoadGenerator::Wrk => format!("wrk, {} thread(s)", http.load_threads),
+            LoadGenerator::Wrk => format!("wrk, {} thread(s)", http.wrk.threads),
             LoadGenerator::Reqwest if args.client_threads == 0 => {
                 "reqwest on the server's runtime".to_owned()
             }
@@ -704,8 +704,6 @@ struct Http<'a> {
     client: reqwest::Client,
     target: Arc<Target>,
     wrk: Wrk,
-    /// wrk's threads: as many as pgbench gets (`-j`).
-    load_threads: usize,
     /// For finding the server's backends in `pg_stat_activity`.
     owner: PgPool,
     db_name: String,
@@ -743,7 +741,6 @@ impl<'a> Http<'a> {
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
             .build()?;
-        let load_threads = args.concurrency.min(setup.cpus).max(1);
         let wrk = Wrk {
             url: target.url.clone(),
             headers: vec![
@@ -751,7 +748,8 @@ impl<'a> Http<'a> {
                 format!("X-Tenant-ID: {tenant}"),
             ],
             connections: args.concurrency,
-            threads: load_threads,
+            // As many as pgbench gets (`-j`).
+            threads: args.concurrency.min(setup.cpus).max(1),
             script: write_script(dir, "report.lua", WRK_REPORT)?,
         };
         Ok(Http {
@@ -760,7 +758,6 @@ impl<'a> Http<'a> {
             client,
             target,
             wrk,
-            load_threads,
             owner: pg.owner_pool.clone(),
             db_name: pg.conn.db.clone(),
         })
@@ -1281,6 +1278,7 @@ impl PgbenchRun {
     }
 }
 
+#[derive(Clone)]
 struct Pgbench {
     conn: PgTarget,
     /// For finding pgbench's backends in `pg_stat_activity`.
@@ -1295,11 +1293,8 @@ impl Pgbench {
     /// The same pgbench with runs of `seconds`.
     fn for_seconds(&self, seconds: u64) -> Pgbench {
         Pgbench {
-            conn: self.conn.clone(),
-            owner_pool: self.owner_pool.clone(),
-            dir: self.dir.clone(),
             seconds,
-            vars: self.vars.clone(),
+            ..self.clone()
         }
     }
 
