@@ -62,7 +62,7 @@ async fn main() -> ExitCode {
     );
     let report = load::run(
         &app.http,
-        &app.base,
+        std::slice::from_ref(&app.base),
         tenants,
         args.requests,
         args.concurrency,

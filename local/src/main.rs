@@ -41,6 +41,10 @@ enum Command {
         /// The application role's connection (default: DATABASE_URL as `herald_app`).
         #[arg(long, env = "HERALD_APP_DATABASE_URL")]
         app_database_url: Option<String>,
+        /// What stands between the application role's connection and PostgreSQL: none,
+        /// transaction (PgBouncer or Supavisor in transaction mode) or rds-proxy.
+        #[arg(long, env = "DATABASE_POOLER", default_value = "none")]
+        db_pooler: herald::db::Pooler,
         #[arg(long, env = "SLOW_QUERY_MS", default_value_t = 1000)]
         slow_query_ms: u64,
         /// Default requests per minute per tenant.
@@ -49,6 +53,9 @@ enum Command {
         /// Seconds between performance-rollup flushes.
         #[arg(long, env = "HERALD_STATS_FLUSH_SECS", default_value_t = 10)]
         stats_flush_secs: u64,
+        /// Seconds a keyed request whose process died before committing blocks its retries.
+        #[arg(long, env = "HERALD_IDEMPOTENCY_LEASE_SECS", default_value_t = herald::idempotency::LEASE.as_secs())]
+        idempotency_lease_secs: u64,
     },
     /// Create the database if needed and apply every migration.
     Migrate,
@@ -87,9 +94,11 @@ async fn main() -> anyhow::Result<()> {
             port,
             host,
             app_database_url,
+            db_pooler,
             slow_query_ms,
             rate_limit_per_minute,
             stats_flush_secs,
+            idempotency_lease_secs,
         } => {
             herald::telemetry::init();
             let jwt = JwtConfig {
@@ -106,9 +115,11 @@ async fn main() -> anyhow::Result<()> {
             let config = ServerConfig {
                 observer,
                 app_database_url,
+                db_pooler,
                 egress: herald::http::egress::EgressPolicy::from_env()?,
                 addr: SocketAddr::new(host, port),
                 slow_query: Duration::from_millis(slow_query_ms),
+                idempotency_lease: Duration::from_secs(idempotency_lease_secs.max(1)),
                 ..ServerConfig::new(cli.database_url, jwt)
             };
             let running = server::start(config).await?;

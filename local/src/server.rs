@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub database_url: String,
     /// The application role's connection; derived from `database_url` when absent.
     pub app_database_url: Option<String>,
+    /// What stands between `app_database_url` and PostgreSQL. `LISTEN` always connects
+    /// straight to `database_url`'s server as the application role.
+    pub db_pooler: herald::db::Pooler,
     pub jwt: JwtConfig,
     pub addr: SocketAddr,
     pub slow_query: Duration,
@@ -58,6 +61,7 @@ impl ServerConfig {
         ServerConfig {
             database_url: database_url.into(),
             app_database_url: None,
+            db_pooler: herald::db::Pooler::None,
             jwt,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
@@ -95,13 +99,16 @@ pub struct Running {
 pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     database::migrate(&config.database_url).await?;
     let options = database::app_options(&config.database_url, config.app_database_url.as_deref())?;
-    let db = Database::connect_lazy_with(
-        options.clone(),
+    let direct = database::app_options(&config.database_url, None)?;
+    let db = Database::connect_pooled(
+        options,
+        config.db_pooler,
         config.db_max_connections,
         config.slow_query,
         "herald-local",
     )
-    .with_observer(config.observer.clone());
+    .with_observer(config.observer.clone())
+    .with_listen_options(direct.clone().application_name("herald-local"));
     // Idle servers flush their rollups too, not only after requests.
     db.observer().spawn_ticker();
     let verifier = Arc::new(Verifier::new(&config.jwt));
@@ -162,7 +169,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let endpoint = format!("http://{}", local_endpoint(addr));
     let connections = Connections::new(&herald::aws::local(), &endpoint);
     crate::dispatch::spawn(
-        options,
+        direct,
         Dispatcher::new(db.clone(), connections, config.dispatcher.clone()),
     );
     // No Nagle: small responses (every `@connections` post) must not wait on delayed ACKs.

@@ -132,9 +132,10 @@ impl App {
         let mut response = match self.claim_idempotency_key(&req).await {
             Ok(None) => render((self.endpoint.handler)(self, req).await),
             Ok(Some(Claim::Run(held))) => {
-                let response = render(held.scope((self.endpoint.handler)(self, req)).await);
-                held.record(&self.db, &response).await;
-                response
+                let mut req = req;
+                req.extensions_mut().insert(held.pending());
+                let response = render((self.endpoint.handler)(self, req).await);
+                render(held.finish(&self.db, response).await)
             }
             Ok(Some(Claim::Replay(response))) => response,
             Err(problem) => render(Err(problem)),
@@ -160,8 +161,15 @@ impl App {
 
     /// Authenticates the caller, resolves the tenant the request names and opens a
     /// transaction in it, refusing non-members (403) and roles that may not do `access`.
+    /// A request holding an `Idempotency-Key` gets a transaction whose commit waits for the
+    /// response (see [`crate::idempotency`]).
     pub async fn begin(&self, req: &Request, access: Access) -> Result<TenantTx, Problem> {
-        let tx = self.enter(req, access == Access::Read).await?;
+        let mut tx = self.enter(req, access == Access::Read).await?;
+        if let Some(pending) = req.extensions().get::<idempotency::Pending>()
+            && pending.tenant == tx.tenant()
+        {
+            tx.defer_commit_to(&pending.slot);
+        }
         if !tx.role().allows(access) {
             return Err(Problem::forbidden(format!(
                 "the {} role may not do this",

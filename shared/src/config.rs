@@ -1,8 +1,10 @@
 //! Configuration from the environment, read once per container.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::egress::EgressPolicy;
+use crate::secrets::{DatabaseSecret, SecretError};
 
 /// How tokens are verified. At least one of the two key sources must be configured.
 #[derive(Clone, Debug, Default)]
@@ -17,8 +19,16 @@ pub struct JwtConfig {
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The application role's connection: `DATABASE_URL`, or the URL made from the secret
+    /// `DATABASE_SECRET_ARN` names (see [`Config::load`]).
     pub database_url: String,
+    /// The secret `database_url` came from, if any: read again (its `refresh`) when the
+    /// server refuses the credentials, as after a rotation.
+    pub database_secret: Option<Arc<DatabaseSecret>>,
     pub db_max_connections: u32,
+    /// What stands between the functions and PostgreSQL (`DATABASE_POOLER`: `none`,
+    /// `transaction` for PgBouncer or Supavisor in transaction mode, `rds-proxy`).
+    pub db_pooler: crate::db::Pooler,
     pub jwt: JwtConfig,
     /// Statements slower than this are logged as warnings and counted as slow.
     pub slow_query: Duration,
@@ -39,10 +49,34 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 impl Config {
+    /// What a function's `main` reads: [`Config::from_env`], except that without
+    /// `DATABASE_URL` the connection comes from the Secrets Manager secret that
+    /// `DATABASE_SECRET_ARN` names, read now and kept in [`Config::database_secret`].
+    pub async fn load() -> Result<Config, ConfigError> {
+        if var("DATABASE_URL").is_some() {
+            return Config::from_env();
+        }
+        let Some(secret) = DatabaseSecret::from_env().await? else {
+            return Err(ConfigError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"));
+        };
+        // The rest first, so that a misconfigured function fails before any network call.
+        let mut config = Config::from_env_with(String::new())?;
+        config.database_url = secret.url().await?;
+        config.database_secret = Some(Arc::new(secret));
+        Ok(config)
+    }
+
+    /// The configuration with `DATABASE_URL` as the application role's connection.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Config::from_env_with(var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?)
+    }
+
+    fn from_env_with(database_url: String) -> Result<Self, ConfigError> {
         let jwt = JwtConfig {
             hs256_secret: var("HERALD_JWT_SECRET"),
             jwks_url: var("HERALD_JWKS_URL"),
@@ -53,10 +87,12 @@ impl Config {
             return Err(ConfigError::Missing("HERALD_JWT_SECRET or HERALD_JWKS_URL"));
         }
         Ok(Config {
-            database_url: var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            database_url,
+            database_secret: None,
             // One Lambda container serves one request at a time: two connections cover a
             // handler plus a health probe without crowding RDS.
             db_max_connections: parse_var("DB_MAX_CONNECTIONS")?.unwrap_or(2),
+            db_pooler: parse_var("DATABASE_POOLER")?.unwrap_or_default(),
             jwt,
             slow_query: Duration::from_millis(parse_var("SLOW_QUERY_MS")?.unwrap_or(1000)),
             egress: EgressPolicy::from_env().map_err(|e| ConfigError::Invalid {

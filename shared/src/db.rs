@@ -5,13 +5,22 @@
 //! never carries one caller's tenant to the next) and whose caller was found in
 //! `tenant_members`. Row-level security does the rest, even for a query that forgets its
 //! `WHERE tenant_id`.
+//!
+//! Every statement runs inside a transaction and leaves no session state behind, so the
+//! connections may pass through a transaction-mode pooler (PgBouncer, Supavisor, RDS Proxy):
+//! [`Pooler`] says which, and with it whether statements may be prepared under a name.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgQueryResult, PgRow};
+use sqlx::{
+    ConnectOptions, Either, Execute, Executor, FromRow, PgConnection, PgPool, Postgres,
+    QueryBuilder, Transaction,
+};
 use uuid::Uuid;
 
 use crate::auth::Role;
@@ -21,26 +30,304 @@ use crate::observer::{Observer, ObserverConfig};
 /// Herald's schema migrations, embedded in every binary that may run them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// What stands between the functions and PostgreSQL (`DATABASE_POOLER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// Straight to the server: statements are prepared once per connection, by name.
+    #[default]
+    None,
+    /// A transaction-mode pooler that does not track prepared statements (PgBouncer before
+    /// 1.21 or with `max_prepared_statements = 0`, Supavisor): a server connection serves
+    /// other clients between transactions, so statements are unnamed and prepared each time.
+    Transaction,
+    /// A transaction-mode pooler that keeps track of named statements itself: RDS Proxy,
+    /// PgBouncer 1.21+ with `max_prepared_statements`. Named statements spare every query a
+    /// round trip (bench/README.md, `pooler`).
+    RdsProxy,
+}
+
+impl FromStr for Pooler {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Pooler, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "none" => Ok(Pooler::None),
+            "transaction" | "pgbouncer" | "supavisor" => Ok(Pooler::Transaction),
+            "rds-proxy" | "transaction-prepared" => Ok(Pooler::RdsProxy),
+            other => Err(format!(
+                "{other:?} is not one of none, transaction (pgbouncer, supavisor), \
+                 rds-proxy (transaction-prepared)"
+            )),
+        }
+    }
+}
+
+impl Pooler {
+    /// Whether statements may be prepared under a name and reused on the same connection.
+    pub fn named_statements(self) -> bool {
+        self != Pooler::Transaction
+    }
+
+    /// `options` as this pooler accepts them: no startup parameter a pooler refuses
+    /// (PgBouncer rejects `extra_float_digits`; PostgreSQL 12+ defaults to exact floats).
+    pub fn connect_options(self, options: PgConnectOptions) -> PgConnectOptions {
+        match self {
+            Pooler::None => options,
+            Pooler::Transaction => options.extra_float_digits(None).statement_cache_capacity(0),
+            Pooler::RdsProxy => options.extra_float_digits(None),
+        }
+    }
+}
+
+/// The application role's pool, and how its statements must be sent.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pg: PgPool,
+    named: bool,
+    /// Where the credentials came from, to read again when the server refuses them.
+    credentials: Option<Credentials>,
+}
+
+/// A pool's credentials source and what its connections add to what the source gives.
+#[derive(Clone, Debug)]
+struct Credentials {
+    secret: Arc<crate::secrets::DatabaseSecret>,
+    pooler: Pooler,
+    application: String,
+    slow_query: Duration,
+}
+
+/// SQLSTATE 28P01 (invalid password) or 28000 (invalid authorization): the credentials
+/// were rotated under a running container.
+fn refused_credentials(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("28")))
+}
+
+/// What every application connection is opened with, whatever the credentials' source.
+fn decorate(
+    options: PgConnectOptions,
+    application: &str,
+    slow_query: Duration,
+) -> PgConnectOptions {
+    options
+        .application_name(application)
+        .log_statements(log::LevelFilter::Debug)
+        .log_slow_statements(log::LevelFilter::Warn, slow_query)
+}
+
+impl Pool {
+    /// A transaction outside any tenant: every tenant table reads empty in it. For the
+    /// definer functions that find work across tenants and return ids only (DESIGN.md rule 7).
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.begin_with("BEGIN").await
+    }
+
+    pub async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
+        // Boxed: sqlx's acquire future is about 14 KB, and every future awaiting it inline
+        // grows by as much.
+        let tx = match Box::pin(self.pg.begin_with(statement)).await {
+            Err(err) if refused_credentials(&err) && self.reread_credentials().await => {
+                Box::pin(self.pg.begin_with(statement)).await?
+            }
+            other => other?,
+        };
+        Ok(Tx {
+            tx,
+            named: self.named,
+        })
+    }
+
+    /// Reads the credentials again from their secret and opens new connections with them;
+    /// answers whether it could.
+    async fn reread_credentials(&self) -> bool {
+        let Some(source) = &self.credentials else {
+            return false;
+        };
+        match source.secret.refresh().await {
+            Ok(options) => {
+                let options = decorate(options, &source.application, source.slow_query);
+                self.pg
+                    .set_connect_options(source.pooler.connect_options(options));
+                tracing::warn!("database credentials refused; read them again from their secret");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "database credentials refused and not read again");
+                false
+            }
+        }
+    }
+
+    pub fn pg(&self) -> &PgPool {
+        &self.pg
+    }
+}
+
+/// An open transaction on the application role's pool.
+pub struct Tx {
+    tx: Transaction<'static, Postgres>,
+    named: bool,
+}
+
+impl Tx {
+    /// The connection, for running queries inside the transaction.
+    pub fn conn(&mut self) -> Conn<'_> {
+        Conn {
+            inner: &mut self.tx,
+            named: self.named,
+        }
+    }
+
+    /// Enters `tenant` for the rest of this transaction, for Herald's own work in it (see
+    /// [`Database::begin_service`]). The one place, with `app.enter_tenant`, that sets it.
+    pub async fn enter_service(&mut self, tenant: Uuid) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT app.enter_service($1)")
+            .bind(tenant)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+/// A transaction's connection as a query executor, preparing statements as its [`Pooler`]
+/// allows. Cheap to make: take a new one with [`Tx::conn`] for every statement.
+#[derive(Debug)]
+pub struct Conn<'c> {
+    inner: &'c mut PgConnection,
+    named: bool,
+}
+
+impl<'c> Conn<'c> {
+    /// The same connection again, for a function that runs several statements on it.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        Conn {
+            inner: self.inner,
+            named: self.named,
+        }
+    }
+}
+
+impl<'c> Executor<'c> for Conn<'c> {
+    type Database = Postgres;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        if self.named {
+            self.inner.fetch_many(query)
+        } else {
+            self.inner.fetch_many(Unnamed(query))
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Postgres>,
+    {
+        if self.named {
+            self.inner.fetch_optional(query)
+        } else {
+            self.inner.fetch_optional(Unnamed(query))
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [sqlx::postgres::PgTypeInfo],
+    ) -> BoxFuture<'e, Result<sqlx::postgres::PgStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(
+        self,
+        sql: sqlx::SqlStr,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.describe(sql)
+    }
+}
+
+/// A query sent as the unnamed statement: parsed for this execution only, so it cannot
+/// collide with, or be mistaken for, a statement another client prepared on the same server
+/// connection behind a pooler.
+struct Unnamed<E>(E);
+
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unnamed<E> {
+    fn sql(self) -> sqlx::SqlStr {
+        self.0.sql()
+    }
+
+    fn statement(&self) -> Option<&sqlx::postgres::PgStatement> {
+        self.0.statement()
+    }
+
+    fn take_arguments(
+        &mut self,
+    ) -> Result<Option<sqlx::postgres::PgArguments>, sqlx::error::BoxDynError> {
+        self.0.take_arguments()
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
 #[derive(Clone)]
 pub struct Database {
-    pool: PgPool,
+    pool: Pool,
+    /// Where `LISTEN` connects: straight to PostgreSQL even when the pool goes through a
+    /// pooler, which would hand the session to other clients between transactions.
+    listen: Arc<PgConnectOptions>,
     /// This process's rollups and rate limits for this database (see [`Observer`]).
     observer: Arc<Observer>,
 }
 
 impl Database {
-    /// A pool that connects on first use, so a cold start does not wait on the database.
-    /// What a function's `main` connects with: the configured URL, pool size, slow-query
-    /// threshold and observer settings, named `application` in `pg_stat_activity`. Lazy, so
-    /// the cold start does no network I/O.
+    /// What a function's `main` connects with: the configured URL, pooler, pool size,
+    /// slow-query threshold and observer settings, named `application` in
+    /// `pg_stat_activity`. Lazy, so the cold start does no network I/O.
     pub fn from_config(config: &crate::Config, application: &str) -> Result<Database, sqlx::Error> {
-        Ok(Database::connect_lazy(
-            &config.database_url,
+        let options = PgConnectOptions::from_str(&config.database_url)?;
+        let db = Database::connect_pooled(
+            options,
+            config.db_pooler,
             config.db_max_connections,
             config.slow_query,
             application,
-        )?
-        .with_observer(config.observer.clone()))
+        )
+        .with_observer(config.observer.clone());
+        Ok(match &config.database_secret {
+            Some(secret) => db.with_secret(
+                Arc::clone(secret),
+                config.db_pooler,
+                application,
+                config.slow_query,
+            ),
+            None => db,
+        })
     }
 
     pub fn connect_lazy(
@@ -66,18 +353,33 @@ impl Database {
         slow_query: Duration,
         application: &str,
     ) -> Database {
-        let options = options
-            .application_name(application)
-            .log_statements(log::LevelFilter::Debug)
-            .log_slow_statements(log::LevelFilter::Warn, slow_query);
-        let pool = PgPoolOptions::new()
+        Database::connect_pooled(
+            options,
+            Pooler::None,
+            max_connections,
+            slow_query,
+            application,
+        )
+    }
+
+    /// A lazy pool whose connections go through `pooler`.
+    pub fn connect_pooled(
+        options: PgConnectOptions,
+        pooler: Pooler,
+        max_connections: u32,
+        slow_query: Duration,
+        application: &str,
+    ) -> Database {
+        let options = decorate(options, application, slow_query);
+        let listen = Arc::new(options.clone());
+        let pg = PgPoolOptions::new()
             .max_connections(max_connections)
             // Fail fast when the pool is exhausted or the server is gone: a 503 the client
             // can retry beats a request that hangs until API Gateway's 30 s timeout.
             .acquire_timeout(Duration::from_secs(3))
-            // A connection that idled (a Lambda container frozen between invocations, a quiet
-            // server) may have been closed by the server or a proxy: ping it first. One in
-            // steady use skips the ping, a round trip that would add a fifth to a read's four.
+            // A connection that idled (a frozen Lambda container, a quiet server) may have
+            // been closed by the server or a proxy: ping it first; one in steady use skips
+            // the round trip.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
@@ -87,9 +389,38 @@ impl Database {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(pooler.connect_options(options));
+        let pool = Pool {
+            pg,
+            named: pooler.named_statements(),
+            credentials: None,
+        };
         let observer = Observer::new(pool.clone(), ObserverConfig::default());
-        Database { pool, observer }
+        Database {
+            pool,
+            listen,
+            observer,
+        }
+    }
+
+    /// The same pool, reading its credentials again from `secret` when the server refuses
+    /// them (a rotation); `pooler`, `application` and `slow_query` as it was made with.
+    pub fn with_secret(
+        mut self,
+        secret: Arc<crate::secrets::DatabaseSecret>,
+        pooler: Pooler,
+        application: &str,
+        slow_query: Duration,
+    ) -> Database {
+        self.pool.credentials = Some(Credentials {
+            secret,
+            pooler,
+            application: application.to_owned(),
+            slow_query,
+        });
+        // The observer holds a copy of the pool: it reads them again too.
+        let observer = Observer::new(self.pool.clone(), self.observer.config().clone());
+        Database { observer, ..self }
     }
 
     /// The same pool with observability settings of its own (flush interval, default rate
@@ -97,6 +428,15 @@ impl Database {
     pub fn with_observer(self, config: ObserverConfig) -> Database {
         let observer = Observer::new(self.pool.clone(), config);
         Database { observer, ..self }
+    }
+
+    /// The same pool, listening through `options` (a direct connection when the pool's go
+    /// through a pooler).
+    pub fn with_listen_options(self, options: PgConnectOptions) -> Database {
+        Database {
+            listen: Arc::new(options),
+            ..self
+        }
     }
 
     pub fn observer(&self) -> &Arc<Observer> {
@@ -110,7 +450,7 @@ impl Database {
         tenant: Uuid,
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
-        let tx = Box::pin(self.pool.begin()).await?;
+        let tx = self.pool.begin().await?;
         self.enter_tenant(tx, tenant, sub, false).await
     }
 
@@ -122,16 +462,13 @@ impl Database {
         tenant: Uuid,
         sub: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
-        // Boxed: sqlx's acquire future is about 14 KB (it holds a whole connection attempt),
-        // and every future that awaits it inline grows by as much, handler and request
-        // future alike, each copied whole when it is boxed or spawned.
-        let tx = Box::pin(self.pool.begin_with("BEGIN READ ONLY")).await?;
+        let tx = self.pool.begin_with("BEGIN READ ONLY").await?;
         self.enter_tenant(tx, tenant, sub, true).await
     }
 
     async fn enter_tenant(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        mut tx: Tx,
         tenant: Uuid,
         sub: &str,
         read_only: bool,
@@ -141,7 +478,7 @@ impl Database {
             .bind(tenant)
             .bind(sub)
             .bind(crate::metrics::request_id())
-            .fetch_one(&mut *tx)
+            .fetch_one(tx.conn())
             .await?;
         let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
             tx.rollback().await?;
@@ -151,7 +488,7 @@ impl Database {
         let rate_limit = match self.observer.known_limit(tenant) {
             Some(known) => known,
             None => {
-                let limit = crate::ratelimit::read_limit(&mut tx, tenant).await?;
+                let limit = crate::ratelimit::read_limit(tx.conn(), tenant).await?;
                 self.observer.learn_limit(tenant, limit);
                 limit
             }
@@ -163,50 +500,57 @@ impl Database {
             role,
             rate_limit,
             read_only,
+            deferred: None,
         }))
     }
 
     /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
     /// connections after `$connect`, the dispatcher. The tenant must come from a stored
     /// record or a definer function (DESIGN.md rule 7), never from input.
-    pub async fn begin_as(
-        &self,
-        tenant: Uuid,
-    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        Ok(self.begin_service(tenant).await?.tx)
+    pub async fn begin_as(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+        self.begin_service(tenant).await
     }
 
-    /// The pool with no tenant set (every tenant table reads empty through it), for the
+    /// A transaction outside any tenant (every tenant table reads empty in it), for the
     /// definer functions that find work across tenants and return ids only (DESIGN.md
-    /// rule 7), and for `LISTEN`. Handlers go through [`Database::begin_tenant`].
+    /// rule 7). Handlers go through [`Database::begin_tenant`].
+    pub async fn begin_unscoped(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// The application role's pool, for tests that look at its connections. Herald's own
+    /// statements go through a transaction ([`Database::begin_unscoped`] and the rest).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.pool.pg
     }
 
     /// A transaction in `tenant` for Herald's own background work (scheduler, sender,
-    /// provider callbacks, webhook deliveries, the dispatcher), which acts for no member. The tenant must come from a definer
-    /// function's answer or a verified callback, never from a caller's say-so alone.
+    /// provider callbacks, webhook deliveries, the dispatcher), which acts for no member.
+    /// The tenant must come from a definer function's answer or a verified callback, never
+    /// from a caller's say-so alone.
     pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
-        let tx = Box::pin(self.pool.begin()).await?;
+        let tx = self.pool.begin().await?;
         TenantTx::service(tx, tenant).await
     }
 
-    /// A `LISTEN` on `channel` over a connection of its own, outside the request pool: a
-    /// listener keeps its connection for as long as it lives, and one taken from the pool
-    /// would leave requests a connection short for good (herald-local runs two beside its
-    /// routes, which with its default pool of 4 left requests 2).
+    /// A `LISTEN` on `channel` over a connection of its own, outside the request pool (a
+    /// listener keeps its connection for as long as it lives) and straight to PostgreSQL.
     pub async fn listen(&self, channel: &str) -> Result<PgListener, sqlx::Error> {
         let own = PgPoolOptions::new()
             .max_connections(1)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
+            .connect_lazy_with((*self.listen).clone());
         let mut listener = PgListener::connect_with(&own).await?;
         listener.listen(channel).await?;
         Ok(listener)
     }
 
-    /// Whether the database answers (for `/health`). Touches no tenant table.
+    /// Whether the database answers (for `/health`). Touches no tenant table; a simple
+    /// query, so it needs no transaction behind a pooler.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        sqlx::raw_sql("SELECT 1")
+            .execute(&self.pool.pg)
+            .await
+            .is_ok()
     }
 
     /// Creates tenant `id` named `name` with `owner` as its first owner (`POST
@@ -221,14 +565,17 @@ impl Database {
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {
-        sqlx::query_as(
+        let mut tx = self.begin_unscoped().await?;
+        let row = sqlx::query_as(
             "SELECT id, name, 'owner' AS role, created_at FROM app.create_tenant($1, $2, $3)",
         )
         .bind(id)
         .bind(name)
         .bind(owner)
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// The tenants `sub` is a member of, with its role in each, oldest first (`GET
@@ -238,22 +585,39 @@ impl Database {
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {
-        sqlx::query_as("SELECT id, name, role, created_at FROM app.tenants_of($1)")
+        let mut tx = self.pool.begin_with("BEGIN READ ONLY").await?;
+        let rows = sqlx::query_as("SELECT id, name, role, created_at FROM app.tenants_of($1)")
             .bind(sub)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// Where a request's first write transaction waits for the request's response instead of
+/// committing, so that whoever holds it (the `Idempotency-Key` of [`crate::idempotency`])
+/// can store the response in that same transaction before it commits.
+#[derive(Clone, Default)]
+pub struct Deferred(Arc<std::sync::Mutex<Option<TenantTx>>>);
+
+impl Deferred {
+    /// The transaction that was committed into this slot, if any.
+    pub fn take(&self) -> Option<TenantTx> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
 /// A transaction bound to one tenant and one caller's role in it.
 pub struct TenantTx {
-    tx: Transaction<'static, Postgres>,
+    tx: Tx,
     tenant: Uuid,
     role: Role,
     /// The tenant's own requests-per-minute limit, if it has one.
     rate_limit: Option<u32>,
     /// Opened `READ ONLY` ([`Database::begin_tenant_read_only`]).
     read_only: bool,
+    deferred: Option<Deferred>,
 }
 
 impl TenantTx {
@@ -271,14 +635,8 @@ impl TenantTx {
 
     /// Enters `tenant` in an open transaction for Herald's own background work (see
     /// [`Database::begin_service`]); e.g. after a definer function locked the row to work on.
-    pub async fn service(
-        mut tx: Transaction<'static, Postgres>,
-        tenant: Uuid,
-    ) -> Result<TenantTx, sqlx::Error> {
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
+    pub async fn service(mut tx: Tx, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+        tx.enter_service(tenant).await?;
         crate::metrics::note_tenant(tenant);
         Ok(TenantTx {
             tx,
@@ -286,7 +644,14 @@ impl TenantTx {
             role: Role::Admin,
             rate_limit: None,
             read_only: false,
+            deferred: None,
         })
+    }
+
+    /// Makes [`TenantTx::commit`] hand this transaction to `slot` instead of committing,
+    /// unless `slot` already holds one (only a request's first write waits).
+    pub fn defer_commit_to(&mut self, slot: &Deferred) {
+        self.deferred = Some(slot.clone());
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
@@ -294,26 +659,32 @@ impl TenantTx {
     }
 
     /// The connection, for running queries inside the transaction.
-    pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+    pub fn conn(&mut self) -> Conn<'_> {
+        self.tx.conn()
     }
 
-    /// Commits; a request holding an `Idempotency-Key` in this tenant marks it committed in
-    /// the same transaction (see [`crate::idempotency`]).
+    /// Commits, or hands the transaction to the slot it was deferred to.
     ///
     /// A read-only transaction has nothing to make durable, so the request does not wait for
-    /// its end: dropping it queues a `ROLLBACK` on the connection, and the pool sends that
-    /// in the same write as the check it runs on every connection given back, after the
-    /// response has left. A `COMMIT` would cost every read a round trip of its own. Nor is
-    /// there an `Idempotency-Key` to mark (a read-only transaction could not write the mark
-    /// anyway): a keyed read (template preview) that is retried after a crash simply runs
-    /// again, which changes nothing.
+    /// its end: dropping it queues a `ROLLBACK` on the connection, which the pool sends with
+    /// the check it runs on every connection given back, after the response has left.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         if self.read_only {
             drop(self.tx);
             return Ok(());
         }
-        crate::idempotency::mark_committed(&mut self.tx, self.tenant).await?;
+        if let Some(slot) = self.deferred.take() {
+            let mut parked = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+            if parked.is_none() {
+                *parked = Some(self);
+                return Ok(());
+            }
+        }
+        self.tx.commit().await
+    }
+
+    /// Commits for real, whatever it was deferred to.
+    pub async fn commit_now(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
 }
@@ -369,5 +740,34 @@ fn constraint_of<'a>(err: &'a sqlx::Error, code: &str) -> Option<&'a str> {
     match err {
         sqlx::Error::Database(db) if db.code().as_deref() == Some(code) => db.constraint(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poolers_are_named_as_deployments_name_them() {
+        for (name, pooler) in [
+            ("", Pooler::None),
+            ("none", Pooler::None),
+            ("transaction", Pooler::Transaction),
+            ("PgBouncer", Pooler::Transaction),
+            ("supavisor", Pooler::Transaction),
+            ("rds-proxy", Pooler::RdsProxy),
+            ("transaction-prepared", Pooler::RdsProxy),
+        ] {
+            assert_eq!(name.parse::<Pooler>(), Ok(pooler), "{name:?}");
+        }
+        let refused = "session".parse::<Pooler>().unwrap_err();
+        assert!(refused.contains("transaction"), "{refused}");
+    }
+
+    #[test]
+    fn only_a_pooler_that_does_not_track_them_gets_unnamed_statements() {
+        assert!(Pooler::None.named_statements());
+        assert!(Pooler::RdsProxy.named_statements());
+        assert!(!Pooler::Transaction.named_statements());
     }
 }

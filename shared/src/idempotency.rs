@@ -8,22 +8,24 @@
 //!    transaction, before the handler runs. The same key with another request is 422; a
 //!    retry while the first still holds the lease is 409; a retry after the first finished
 //!    replays its stored response (with `Idempotent-Replayed: true`).
-//! 2. The handler runs inside [`Held::scope`]. Its tenant transaction, when it commits,
-//!    marks the key committed in that same transaction ([`mark_committed`]), so the work and
-//!    the mark cannot be separated by a crash.
-//! 3. [`Held::record`] stores the response. Server errors and 429s that committed nothing
-//!    release the key instead, so the retry they invite runs the request afresh.
+//! 2. The handler's first write transaction in the key's tenant does not commit when the
+//!    handler says so: it waits in the request's slot ([`Pending`]) until the response is
+//!    known, then [`Held::finish`] marks the key committed and stores the response in that
+//!    same transaction and commits it. The work and its answer cannot be separated by a
+//!    crash, so a retry after one replays the answer.
+//! 3. Server errors and 429s roll that transaction back and release the key, so the retry
+//!    they invite runs the request afresh. A request that wrote nothing stores its response
+//!    on its own.
 //!
-//! A request that crashed before committing leaves a lease that ends after [`LEASE`];
-//! a retry then runs it. One that crashed after committing but before its response was
-//! stored is never run again: its retries get 409 with that explanation. Keys are kept 24
-//! hours, then purged by the scheduler ([`purge`]); an expired key may be used afresh.
+//! A request that crashed before committing leaves a lease that ends after [`LEASE`]; a
+//! retry then runs it. Keys are kept 24 hours, then purged by the scheduler ([`purge`]); an
+//! expired key may be used afresh.
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::db::{Database, TenantTx};
+use crate::db::{Conn, Database, Deferred, TenantTx};
 use crate::http::problem::Kind;
 use crate::http::{Body, Problem, Request, Response};
 
@@ -126,7 +128,7 @@ impl Fingerprint {
 
 /// What [`claim`] decided.
 pub enum Claim {
-    /// The key is this request's: run it inside [`Held::scope`], then [`Held::record`].
+    /// The key is this request's: run it with [`Held::pending`], then [`Held::finish`].
     Run(Held),
     /// An earlier request with this key finished: its response, to send again.
     Replay(Response<Body>),
@@ -136,6 +138,7 @@ pub enum Claim {
 pub struct Held {
     tenant: Uuid,
     key: Key,
+    slot: Deferred,
 }
 
 /// Takes `key` for this request in `tx`'s tenant (the caller's membership already proven
@@ -166,7 +169,7 @@ pub async fn claim(
     .await?;
     if fresh.is_some() {
         tx.commit().await?;
-        return Ok(Claim::Run(Held { tenant, key }));
+        return Ok(Claim::Run(Held::new(tenant, key)));
     }
 
     // The upsert locked the existing row, so no other claim changes it under us.
@@ -214,7 +217,17 @@ pub async fn claim(
     .execute(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(Claim::Run(Held { tenant, key }))
+    Ok(Claim::Run(Held::new(tenant, key)))
+}
+
+impl Held {
+    fn new(tenant: Uuid, key: Key) -> Held {
+        Held {
+            tenant,
+            key,
+            slot: Deferred::default(),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -259,34 +272,98 @@ pub fn mark_replayed(response: &mut Response<Body>) {
         .insert(REPLAYED, HeaderValue::from_static("true"));
 }
 
-tokio::task_local! {
-    /// The key the current request holds, for [`mark_committed`].
-    static HELD: (Uuid, String);
+/// What a request holding a key carries down to [`crate::App::begin`]: its first write
+/// transaction in the key's tenant waits in `slot` for the response (see [`Held::finish`]).
+#[derive(Clone)]
+pub struct Pending {
+    pub tenant: Uuid,
+    pub slot: Deferred,
 }
 
 impl Held {
-    /// Runs the handler so that its tenant transaction marks the key when it commits.
-    pub async fn scope<F: Future>(&self, handler: F) -> F::Output {
-        HELD.scope((self.tenant, self.key.0.clone()), handler).await
+    /// What the handler's request carries, so that its write transaction waits for the
+    /// response instead of committing.
+    pub fn pending(&self) -> Pending {
+        Pending {
+            tenant: self.tenant,
+            slot: self.slot.clone(),
+        }
+    }
+
+    /// Ends the request. When the handler's transaction waits in the slot, the key is marked
+    /// committed and `response` stored in that same transaction, which then commits: a
+    /// crash can lose both or neither, never leave the work without its answer. A 5xx or
+    /// 429 rolls it back instead and releases the key, so the retry they invite runs afresh.
+    /// Without such a transaction, `response` is stored (or the key released) on its own.
+    pub async fn finish(
+        self,
+        db: &Database,
+        response: Response<Body>,
+    ) -> Result<Response<Body>, Problem> {
+        let Some(mut tx) = self.slot.take() else {
+            self.record(db, &response).await;
+            return Ok(response);
+        };
+        if releases(response.status()) {
+            if let Err(err) = tx.rollback().await {
+                tracing::warn!(error = %err, "rolling back a failed keyed request");
+            }
+            self.record(db, &response).await;
+            return Ok(response);
+        }
+        match store(tx.conn(), &self, &response, true).await {
+            Ok(true) => match tx.commit_now().await {
+                Ok(()) => Ok(response),
+                Err(err) => Err(self.lost(db, err).await),
+            },
+            // This request outlived its lease and a retry that took the key over answered
+            // first: its work stands, this one's is undone.
+            Ok(false) => {
+                drop(tx);
+                Err(Problem {
+                    retry_after_secs: Some(1),
+                    ..Problem::new(
+                        Kind::IdempotencyKeyInUse,
+                        "a retry with this Idempotency-Key finished first; retry to get its response",
+                    )
+                })
+            }
+            Err(err) => {
+                drop(tx);
+                Err(self.lost(db, err).await)
+            }
+        }
+    }
+
+    /// The transaction did not commit (as far as this process knows): the key is released
+    /// unless the commit went through after all, and the client is told to retry.
+    async fn lost(self, db: &Database, err: sqlx::Error) -> Problem {
+        tracing::error!(error = %err, "a keyed request's commit failed");
+        self.release(db).await;
+        Problem::from(err)
     }
 
     /// Stores `response` for replays; or, for a failure that committed nothing and invites
     /// a retry (5xx, 429), releases the key so that the retry runs. Best effort: a failure
-    /// here leaves the key to its lease (nothing committed) or to the 409 that says the
-    /// work was done (committed).
-    pub async fn record(self, db: &Database, response: &Response<Body>) {
-        if let Err(err) = self.try_record(db, response).await {
+    /// here leaves the key to its lease.
+    async fn record(self, db: &Database, response: &Response<Body>) {
+        if releases(response.status()) {
+            return self.release(db).await;
+        }
+        let result = async {
+            let mut tx = db.begin_service(self.tenant).await?;
+            store(tx.conn(), &self, response, false).await?;
+            tx.commit().await
+        };
+        if let Err(err) = result.await {
             tracing::warn!(error = %err, "idempotency key not recorded");
         }
     }
 
-    async fn try_record(self, db: &Database, response: &Response<Body>) -> Result<(), sqlx::Error> {
-        let mut tx = db.begin_service(self.tenant).await?;
-        let status = response.status();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            // Not stored: a retry should not be refused again. Uncommitted work is released
-            // for the retry to run; committed work keeps its key, and retries get the 409
-            // that says the work was done (better than replaying an error it did not have).
+    /// Deletes the key unless work committed under it, so that a retry runs.
+    async fn release(self, db: &Database) {
+        let result = async {
+            let mut tx = db.begin_service(self.tenant).await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys \
                  WHERE tenant_id = $1 AND key = $2 AND committed_at IS NULL",
@@ -295,53 +372,53 @@ impl Held {
             .bind(&self.key.0)
             .execute(tx.conn())
             .await?;
-            return tx.commit().await;
+            tx.commit().await
+        };
+        if let Err(err) = result.await {
+            tracing::warn!(error = %err, "idempotency key not released");
         }
-        let headers: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .filter(|(name, _)| replayable(name.as_str()))
-            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-            .collect();
-        let body: &[u8] = response.body().as_ref();
-        sqlx::query(
-            "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 \
-             WHERE tenant_id = $1 AND key = $2",
-        )
-        .bind(self.tenant)
-        .bind(&self.key.0)
-        .bind(status.as_u16() as i16)
-        .bind(sqlx::types::Json(headers))
-        .bind(body)
-        .execute(tx.conn())
-        .await?;
-        tx.commit().await
     }
+}
+
+/// Failures that commit nothing and invite a retry.
+fn releases(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Writes `response` on `held`'s key unless one is stored already; with `committed`, marks
+/// the work done under it too. Answers whether it wrote.
+async fn store(
+    conn: Conn<'_>,
+    held: &Held,
+    response: &Response<Body>,
+    committed: bool,
+) -> Result<bool, sqlx::Error> {
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| replayable(name.as_str()))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let body: &[u8] = response.body().as_ref();
+    let written = sqlx::query(
+        "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5, \
+                committed_at = CASE WHEN $6 THEN now() ELSE committed_at END \
+         WHERE tenant_id = $1 AND key = $2 AND status IS NULL",
+    )
+    .bind(held.tenant)
+    .bind(&held.key.0)
+    .bind(response.status().as_u16() as i16)
+    .bind(sqlx::types::Json(headers))
+    .bind(body)
+    .bind(committed)
+    .execute(conn)
+    .await?;
+    Ok(written.rows_affected() == 1)
 }
 
 /// Headers that describe the result rather than this one delivery of it.
 fn replayable(name: &str) -> bool {
     !(name == "x-request-id" || name.starts_with("ratelimit-"))
-}
-
-/// Marks the held key committed in `tx`, the handler's own transaction, just before it
-/// commits. A no-op outside [`Held::scope`] or in another tenant's transaction.
-pub(crate) async fn mark_committed(
-    tx: &mut sqlx::PgConnection,
-    tenant: Uuid,
-) -> Result<(), sqlx::Error> {
-    let Ok(Some(key)) = HELD.try_with(|(held, key)| (*held == tenant).then(|| key.clone())) else {
-        return Ok(());
-    };
-    sqlx::query(
-        "UPDATE idempotency_keys SET committed_at = now() \
-         WHERE tenant_id = $1 AND key = $2 AND committed_at IS NULL",
-    )
-    .bind(tenant)
-    .bind(key)
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// Keys past their 24 hours deleted per purge (the scheduler runs one a minute): far more
@@ -350,10 +427,13 @@ pub const PURGE_BATCH: i32 = 10_000;
 
 /// Deletes up to [`PURGE_BATCH`] keys older than 24 hours, across tenants; answers how many.
 pub async fn purge(db: &Database) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar("SELECT app.purge_idempotency_keys($1)")
+    let mut tx = db.begin_unscoped().await?;
+    let purged = sqlx::query_scalar("SELECT app.purge_idempotency_keys($1)")
         .bind(PURGE_BATCH)
-        .fetch_one(db.pool())
-        .await
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(purged)
 }
 
 #[cfg(test)]

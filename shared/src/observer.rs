@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use crate::db::Pool;
 use uuid::Uuid;
 
 use crate::ratelimit::{Admission, Limiter};
@@ -44,7 +44,7 @@ impl Default for ObserverConfig {
 
 pub struct Observer {
     config: ObserverConfig,
-    pool: PgPool,
+    pool: Pool,
     collector: Collector,
     limiter: Limiter,
     last_flush: Mutex<Instant>,
@@ -52,7 +52,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn new(pool: PgPool, config: ObserverConfig) -> Arc<Observer> {
+    pub fn new(pool: Pool, config: ObserverConfig) -> Arc<Observer> {
         Arc::new(Observer {
             config,
             pool,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sqlx::{PgConnection, PgPool};
+use crate::db::{Conn, Pool};
 use uuid::Uuid;
 
 /// How often each process shares its counts, at most, per tenant.
@@ -148,7 +148,7 @@ impl Limiter {
     }
 
     /// Shares `job`'s counts and takes in every instance's total and the tenant's limit.
-    pub async fn sync(&self, pool: &PgPool, job: SyncJob) {
+    pub async fn sync(&self, pool: &Pool, job: SyncJob) {
         let total = share(pool, &job).await;
         if let Ok((_, limit)) = total {
             self.learn_limit(job.tenant, limit);
@@ -173,14 +173,11 @@ impl Limiter {
 
 /// Adds `job`'s count to the shared row; returns every instance's total and the tenant's own
 /// limit.
-async fn share(pool: &PgPool, job: &SyncJob) -> Result<(i64, Option<u32>), sqlx::Error> {
+async fn share(pool: &Pool, job: &SyncJob) -> Result<(i64, Option<u32>), sqlx::Error> {
     let minute = time::OffsetDateTime::from_unix_timestamp((job.minute * 60) as i64)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
-        .bind(job.tenant)
-        .execute(&mut *tx)
-        .await?;
+    tx.enter_service(job.tenant).await?;
     // Past minutes are of no more use: dropped in the same statement.
     let (total, limit): (i64, Option<i32>) = sqlx::query_as(
         "WITH gone AS (DELETE FROM rate_minutes WHERE tenant_id = $1 AND minute < $2)
@@ -192,7 +189,7 @@ async fn share(pool: &PgPool, job: &SyncJob) -> Result<(i64, Option<u32>), sqlx:
     .bind(job.tenant)
     .bind(minute)
     .bind(i64::try_from(job.count).unwrap_or(i64::MAX))
-    .fetch_one(&mut *tx)
+    .fetch_one(tx.conn())
     .await?;
     tx.commit().await?;
     Ok((total, own_limit(limit)))
@@ -200,7 +197,7 @@ async fn share(pool: &PgPool, job: &SyncJob) -> Result<(i64, Option<u32>), sqlx:
 
 /// The tenant's own limit, read in a transaction that has entered it (for a request whose
 /// process does not know it: see [`Limiter::known_limit`]).
-pub async fn read_limit(conn: &mut PgConnection, tenant: Uuid) -> Result<Option<u32>, sqlx::Error> {
+pub async fn read_limit(conn: Conn<'_>, tenant: Uuid) -> Result<Option<u32>, sqlx::Error> {
     let limit: Option<i32> =
         sqlx::query_scalar("SELECT rate_limit_per_minute FROM tenants WHERE id = $1")
             .bind(tenant)

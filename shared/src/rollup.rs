@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::db::{Conn, Pool};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::db::TenantTx;
@@ -214,7 +214,7 @@ pub async fn flush_tenant(
 /// Writes everything collected so far: one transaction per tenant, one upsert of all its
 /// rows. A tenant whose write fails (deleted meanwhile, database gone) loses that batch, and
 /// only that one; it is logged.
-pub async fn flush(collector: &Collector, pool: &PgPool, slow_cap: i64) {
+pub async fn flush(collector: &Collector, pool: &Pool, slow_cap: i64) {
     let batches = collector.take();
     let mut tenants: Vec<_> = batches.into_iter().collect();
     tenants.sort_by_key(|(t, _)| *t);
@@ -226,22 +226,19 @@ pub async fn flush(collector: &Collector, pool: &PgPool, slow_cap: i64) {
 }
 
 async fn write_tenant(
-    pool: &PgPool,
+    pool: &Pool,
     tenant: Uuid,
     batch: TenantBatch,
     slow_cap: i64,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
-    write_batch(&mut tx, tenant, batch, slow_cap).await?;
+    tx.enter_service(tenant).await?;
+    write_batch(tx.conn(), tenant, batch, slow_cap).await?;
     tx.commit().await
 }
 
 async fn write_batch(
-    conn: &mut PgConnection,
+    mut conn: Conn<'_>,
     tenant: Uuid,
     batch: TenantBatch,
     slow_cap: i64,
@@ -288,7 +285,7 @@ async fn write_batch(
     .bind(tenant)
     .bind(sqlx::types::Json(&rows))
     .bind(sqlx::types::Json(&batch.slow))
-    .execute(&mut *conn)
+    .execute(conn.reborrow())
     .await?;
     if has_slow {
         // Keep the newest `slow_cap` for the tenant.
@@ -299,7 +296,7 @@ async fn write_batch(
         )
         .bind(tenant)
         .bind(slow_cap)
-        .execute(&mut *conn)
+        .execute(conn.reborrow())
         .await?;
     }
     Ok(())

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use sqlx::postgres::PgConnectOptions;
 use tokio::process::Command;
 
 pub struct Cluster {
@@ -17,8 +18,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Initialises a cluster in a fresh directory and starts it on a free port.
+    /// Initialises a cluster in a fresh directory and starts it on a free port. Every
+    /// connection is trusted.
     pub async fn start() -> Cluster {
+        Cluster::start_with(&["-A", "trust"]).await
+    }
+
+    /// A cluster that checks passwords on TCP (SCRAM), for tests of refused credentials;
+    /// the superuser connects through the Unix socket ([`Cluster::superuser`]), trusted.
+    pub async fn start_checking_passwords() -> Cluster {
+        Cluster::start_with(&["--auth-host=scram-sha-256", "--auth-local=trust"]).await
+    }
+
+    /// `auth`: initdb's authentication options.
+    async fn start_with(auth: &[&str]) -> Cluster {
         let dir = std::env::temp_dir().join(format!("herald-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("cluster directory");
         let cluster = Cluster {
@@ -36,22 +49,9 @@ impl Cluster {
             assert!(status.success(), "chown the cluster directory");
         }
         let data = cluster.data().display().to_string();
-        cluster
-            .run(
-                "initdb",
-                &[
-                    "-D",
-                    &data,
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ],
-            )
-            .await;
+        let mut args = vec!["-D", &data, "-U", "postgres", "--no-sync", "-E", "UTF8"];
+        args.extend_from_slice(auth);
+        cluster.run("initdb", &args).await;
         cluster.resume().await;
         cluster
     }
@@ -59,6 +59,20 @@ impl Cluster {
     /// The server's URL, without a database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The superuser through the Unix socket (`-k`, the cluster's directory), which even
+    /// [`Cluster::start_checking_passwords`] trusts.
+    pub fn superuser(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.dir)
+            .port(self.port)
+            .username("postgres")
+            .database("postgres")
     }
 
     /// Kills the server as a crash would: no shutdown checkpoint, so the next start replays

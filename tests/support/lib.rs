@@ -2,11 +2,15 @@
 //! local PostgreSQL, and talks to it over real HTTP.
 //!
 //! `TEST_DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432`); the
-//! role must be allowed to create databases and roles.
+//! role must be allowed to create databases and roles. With `HERALD_TEST_POOLER` set to a
+//! transaction-mode pooler in front of that server (`postgres://127.0.0.1:6432`, as
+//! `scripts/pgbouncer` starts one), the servers' application role connects through it.
 
 pub mod cluster;
 pub mod function_process;
 pub mod load;
+pub mod local_process;
+pub mod pgbouncer;
 pub mod runtime_api;
 
 use std::sync::Arc;
@@ -58,15 +62,29 @@ impl TestApp {
     }
 
     pub async fn spawn_config(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
-        Self::spawn_on(&server_url(), adjust).await
+        Self::spawn_full(&server_url(), env_pooler(), adjust).await
     }
 
     /// A server on a fresh database of the PostgreSQL at `server` (a private
-    /// [`cluster::Cluster`], for tests that stop it).
+    /// [`cluster::Cluster`], for tests that stop it), connecting to it directly.
     pub async fn spawn_on(server: &str, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        Self::spawn_full(server, None, adjust).await
+    }
+
+    /// A server whose application role connects through the transaction-mode pooler at
+    /// `pooler` (`postgres://host:port`), in front of the tests' server.
+    pub async fn spawn_behind(pooler: &str, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
+        Self::spawn_full(&server_url(), Some(pooler.to_owned()), adjust).await
+    }
+
+    async fn spawn_full(
+        server: &str,
+        pooler: Option<String>,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> TestApp {
         let db_name = format!("herald_test_{}", Uuid::new_v4().simple());
         let owner_url = format!("{server}/{db_name}");
-        let mut config = test_config(&owner_url);
+        let mut config = test_config(&owner_url, pooler.as_deref());
         adjust(&mut config);
         let dispatcher = config.dispatcher.clone();
         let running = server::start(config).await.expect("herald-local starts");
@@ -87,7 +105,7 @@ impl TestApp {
     /// Another herald-local server, with its own pool and in-memory state, on this one's
     /// database: two instances of every function, as two Lambda containers would be.
     pub async fn second_server(&self, adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
-        let mut config = test_config(&self.owner_url);
+        let mut config = test_config(&self.owner_url, env_pooler().as_deref());
         adjust(&mut config);
         let dispatcher = config.dispatcher.clone();
         let running = server::start(config).await.expect("herald-local starts");
@@ -215,18 +233,39 @@ impl Drop for TestApp {
 
 /// The server configuration every test starts from: the tests' HS256 secret, a small pool,
 /// and egress to loopback, where the fakes of third parties listen.
-fn test_config(owner_url: &str) -> ServerConfig {
+fn test_config(owner_url: &str, pooler: Option<&str>) -> ServerConfig {
     let jwt = JwtConfig {
         hs256_secret: Some(SECRET.into()),
         ..JwtConfig::default()
     };
     let mut config = ServerConfig::new(owner_url, jwt);
+    if let Some(pooler) = pooler {
+        let db_name = owner_url.rsplit('/').next().expect("a database name");
+        config.app_database_url = Some(pooled_url(pooler, db_name));
+        config.db_pooler = herald::db::Pooler::Transaction;
+    }
     config.db_max_connections = 8;
     config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
     // The campaign engine's loops run only in the tests that ask for them.
     config.run_sender = false;
     config.scheduler_every = None;
     config
+}
+
+/// `HERALD_TEST_POOLER`, when set.
+fn env_pooler() -> Option<String> {
+    std::env::var("HERALD_TEST_POOLER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+}
+
+/// The application role's URL of database `db_name` through the pooler at `pooler`
+/// (`postgres://host:port`).
+pub fn pooled_url(pooler: &str, db_name: &str) -> String {
+    let host = pooler
+        .trim_end_matches('/')
+        .trim_start_matches("postgres://");
+    format!("postgres://herald_app@{host}/{db_name}")
 }
 
 /// An HTTP client (rustls on ring, as Herald's own).

@@ -77,6 +77,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// Fails unless every request got a 2xx answer holding only its own tenant's rows.
+    #[track_caller]
+    pub fn assert_all_succeeded(&self) {
+        assert!(
+            self.transport_errors.is_empty(),
+            "{:?}",
+            self.transport_errors
+        );
+        assert!(self.server_errors.is_empty(), "{:?}", self.server_errors);
+        assert!(self.cross_tenant.is_empty(), "{:?}", self.cross_tenant);
+        let ok: usize = (self.statuses.iter())
+            .filter(|(s, _)| (200..300).contains(*s))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            ok, self.requests,
+            "every request succeeded: {:?}",
+            self.statuses
+        );
+    }
+
     pub fn throughput(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -192,10 +213,11 @@ async fn prepare(http: &reqwest::Client, base: &str, id: Uuid, token: String) ->
 }
 
 /// Sends `requests` requests (a campaign start counts two) at `concurrency` over the two
-/// tenants.
+/// tenants, step `i` to server `bases[i % bases.len()]` (several instances of Herald on
+/// one database).
 pub async fn run(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     tenants: [Arc<Tenant>; 2],
     requests: usize,
     concurrency: usize,
@@ -205,7 +227,7 @@ pub async fn run(
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (http, base, tenants) = (http.clone(), base.to_owned(), tenants.clone());
+        let (http, bases, tenants) = (http.clone(), bases.to_vec(), tenants.clone());
         let (next, report) = (Arc::clone(&next), Arc::clone(&report));
         workers.push(tokio::spawn(async move {
             loop {
@@ -215,7 +237,8 @@ pub async fn run(
                 }
                 let tenant = &tenants[i % 2];
                 let kind = MIX[(i / 2) % MIX.len()];
-                one(&http, &base, tenant, kind, i, &report).await;
+                let base = &bases[i % bases.len()];
+                one(&http, base, tenant, kind, i, &report).await;
             }
         }));
     }

@@ -318,3 +318,163 @@ fn every_function_crate_has_its_template_function_and_back() {
         "template.yaml's functions (BuildProperties.Binary) and the crates under functions/ differ"
     );
 }
+
+/// A number of the template: a literal, or `!Ref` to a parameter, read as its default.
+fn number(template: &Value, value: &Value, what: &str) -> u64 {
+    let value = match ref_target(value) {
+        Some(parameter) => {
+            let default = &template["Parameters"][parameter]["Default"];
+            assert!(
+                !default.is_null(),
+                "{what}: !Ref {parameter}, a parameter without a default"
+            );
+            default
+        }
+        None => value,
+    };
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("{what} should be a whole number, is {value:?}"))
+}
+
+/// An environment variable of a function, falling back to `Globals` as SAM merges them.
+fn env_var<'a>(template: &'a Value, function: &'a TemplateFunction, name: &str) -> &'a Value {
+    match &function.resource["Properties"]["Environment"]["Variables"][name] {
+        Value::Null => &template["Globals"]["Function"]["Environment"]["Variables"][name],
+        value => value,
+    }
+}
+
+/// The rule of the README's "Connection budget and poolers", on the parameters' defaults:
+/// every function's instances (its reserved concurrency) times its pool (`DB_MAX_CONNECTIONS`)
+/// fit `max_connections` beside the reserved connections, and fit RDS Proxy's share of it
+/// when the proxy is on, which leaves the reserved ones and the migrations' connection.
+#[test]
+fn the_default_connection_budget_fits_the_database() {
+    let template = template();
+    let parameter = |name: &str| {
+        number(
+            &template,
+            &template["Parameters"][name]["Default"],
+            &format!("Parameters.{name}.Default"),
+        )
+    };
+    let max_connections = parameter("DatabaseMaxConnections");
+    let reserved = parameter("DatabaseReservedConnections");
+    let proxy_share = max_connections * parameter("ProxyMaxConnectionsPercent") / 100;
+
+    let mut table = Vec::new();
+    let (mut total, mut through_proxy, mut instances) = (0, 0, 0);
+    for f in functions(&template) {
+        let id = &f.logical_id;
+        let concurrency = property(&template, &f, "ReservedConcurrentExecutions");
+        assert!(
+            !concurrency.is_null(),
+            "{id}: no ReservedConcurrentExecutions, so its instances and connections are unbounded"
+        );
+        let concurrency = number(
+            &template,
+            concurrency,
+            &format!("{id}.ReservedConcurrentExecutions"),
+        );
+        // herald::migrate::run opens one connection of its own, straight to the database.
+        let migrations = f.binary == "migrate";
+        let pool = if migrations {
+            1
+        } else {
+            let pool = env_var(&template, &f, "DB_MAX_CONNECTIONS");
+            assert!(
+                !pool.is_null(),
+                "{id}: no DB_MAX_CONNECTIONS (the default would be 2)"
+            );
+            number(&template, pool, &format!("{id}: DB_MAX_CONNECTIONS"))
+        };
+        let connections = concurrency * pool;
+        table.push(format!(
+            "  {:<14} {concurrency:>3} instances x {pool} connections = {connections:>3}",
+            f.binary
+        ));
+        total += connections;
+        instances += concurrency;
+        if !migrations {
+            through_proxy += connections;
+        }
+    }
+    table.push(format!("  {:<14} {:>34}", "reserved", reserved));
+    let table = table.join("\n");
+    let sum = total + reserved;
+    assert!(
+        sum <= max_connections,
+        "the functions' connections and the reserved ones come to {sum}, over \
+         DatabaseMaxConnections {max_connections}:\n{table}"
+    );
+    assert!(
+        through_proxy <= proxy_share,
+        "through RDS Proxy the functions may ask for {through_proxy} connections, over its \
+         share of {proxy_share} (ProxyMaxConnectionsPercent of DatabaseMaxConnections \
+         {max_connections}):\n{table}"
+    );
+    assert!(
+        proxy_share + (total - through_proxy) + reserved <= max_connections,
+        "RDS Proxy's share ({proxy_share}), the migrations' connection and the {reserved} \
+         reserved connections do not fit DatabaseMaxConnections {max_connections}"
+    );
+    // An account's default concurrency is 1000, of which 100 must stay unreserved.
+    assert!(
+        instances <= 900,
+        "the functions reserve {instances} concurrent executions, more than an account with \
+         the default limit of 1000 can spare:\n{table}"
+    );
+}
+
+/// The database's password is in no function's configuration: each function gets the
+/// secret's ARN and may read that secret, and through RDS Proxy its endpoint and pooler.
+#[test]
+fn functions_read_the_database_secret_themselves() {
+    assert!(
+        !TEMPLATE.contains("{{resolve:secretsmanager"),
+        "a dynamic reference puts the secret's value into a function's configuration"
+    );
+    let template = template();
+    for f in functions(&template) {
+        let id = &f.logical_id;
+        for name in ["DATABASE_URL", "OWNER_DATABASE_URL"] {
+            assert!(
+                env_var(&template, &f, name).is_null(),
+                "{id}: {name} is set"
+            );
+        }
+        assert_eq!(
+            ref_target(env_var(&template, &f, "DATABASE_SECRET_ARN")),
+            Some("DatabaseSecretArn"),
+            "{id}: DATABASE_SECRET_ARN"
+        );
+        let policies = f.resource["Properties"]["Policies"].as_sequence();
+        assert!(
+            policies.is_some_and(|p| p
+                .iter()
+                .any(|p| ref_target(p) == Some("DatabaseSecretAccess"))),
+            "{id}: Policies must include !Ref DatabaseSecretAccess"
+        );
+        let pooler = env_var(&template, &f, "DATABASE_POOLER");
+        let pooler = match pooler {
+            Value::Tagged(t) if t.tag == "If" => t.value.as_sequence(),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("{id}: DATABASE_POOLER should be an !If, is {pooler:?}"));
+        assert_eq!(pooler[0].as_str(), Some("RdsProxyEnabled"), "{id}");
+        assert_eq!(pooler[1].as_str(), Some("rds-proxy"), "{id}");
+        assert_eq!(ref_target(&pooler[2]), Some("DatabasePooler"), "{id}");
+    }
+    let migrate = functions(&template)
+        .into_iter()
+        .find(|f| f.binary == "migrate")
+        .expect("the migrate function");
+    assert_eq!(
+        ref_target(env_var(&template, &migrate, "OWNER_DATABASE_SECRET_ARN")),
+        Some("OwnerDatabaseSecretArn")
+    );
+}

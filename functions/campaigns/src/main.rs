@@ -6,7 +6,7 @@ use herald::{App, Config};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let app = App::from_config(herald::api::campaigns::ENDPOINT, &config)?;
     herald::app::run(app).await
 }

@@ -8,7 +8,7 @@ use herald::realtime::dispatcher::{self, Dispatcher};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let dispatcher = Dispatcher::from_config(&config).await?;
     let egress = herald::http::egress::Egress::new(config.egress.clone(), Default::default());
     dispatcher::run_lambda(dispatcher, egress).await

@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let db = Database::from_config(&config, "herald-scheduler")?;
     let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR);
     let (db, sender) = (&db, &sender);

@@ -16,7 +16,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let db = Database::from_config(&config, "herald-sender")?;
     let outbound = Outbound::new(
         config.egress.clone(),

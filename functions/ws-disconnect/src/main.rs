@@ -7,7 +7,7 @@ use herald::realtime::socket::{self, Route, Socket};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     let socket = Socket::from_config(Route::Disconnect, &config)?;
     socket::run(socket).await
 }

@@ -13,6 +13,7 @@ use crate::groups;
 use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
+use crate::stats::{self, Rows};
 
 use super::Function::Contacts;
 use super::Route;
@@ -167,6 +168,7 @@ pub async fn import(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     report.duplicates.sort_by_key(|d| d.row);
     report.imported = inserted.len();
     events::emit_all(&mut tx, EventType::ContactCreated, &inserted).await?;
+    stats::analyze_if_unseen(&mut tx, Rows::Contacts, inserted.len() as u64).await?;
     tx.commit().await?;
     response::ok(&report)
 }

@@ -12,6 +12,7 @@ use crate::groups::{AddReport, Group, GroupPage, MemberPage, RemoveReport};
 use crate::http::paging;
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
+use crate::stats::{self, Rows};
 
 pub const ROUTES: &[Route] = &[
     Route::new("GET", "/api/groups", Groups),
@@ -223,6 +224,7 @@ pub async fn add_members(app: &App, req: &Request) -> Result<Response<Body>, Pro
     if report.added > 0 {
         events::emit(&mut tx, EventType::GroupUpdated, &report.group).await?;
     }
+    stats::analyze_if_unseen(&mut tx, Rows::GroupMembers(id), report.added as u64).await?;
     tx.commit().await?;
     response::ok(&report)
 }

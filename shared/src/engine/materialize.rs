@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::db::TenantTx;
 use crate::http::Problem;
+use crate::stats::{self, Rows};
 
 /// What a step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,17 +54,24 @@ pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, 
         Some(c) => c,
         // First step: the template as it is now is the one every message renders.
         None => {
-            sqlx::query_scalar(
+            let (channel, members): (String, Option<i32>) = sqlx::query_as(
                 "UPDATE campaigns c SET channel = t.channel, subject_source = t.subject,
                     body_source = t.body
              FROM message_templates t
              WHERE c.tenant_id = $1 AND c.id = $2 AND t.tenant_id = $1 AND t.id = c.template_id
-             RETURNING c.channel",
+             RETURNING c.channel,
+                (SELECT g.member_count FROM groups g WHERE g.tenant_id = $1 AND g.id = c.group_id)",
             )
             .bind(tenant)
             .bind(campaign)
             .fetch_one(tx.conn())
-            .await?
+            .await?;
+            // Every batch looks members up in their contacts: on rows the planner has never
+            // seen, it would scan the tenant's contacts once per member instead.
+            let members = u64::try_from(members.unwrap_or(0)).unwrap_or(0);
+            stats::analyze_if_unseen(tx, Rows::GroupMembers(state.group_id), members).await?;
+            stats::analyze_if_unseen(tx, Rows::Contacts, members).await?;
+            channel
         }
     };
     // created_at is the ids' time, to the millisecond, as for every message.
@@ -120,6 +128,9 @@ pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, 
     .bind(queued as i32)
     .execute(tx.conn())
     .await?;
+    // Lists by campaign walk `messages_by_campaign` only once the planner knows its rows.
+    let queued_rows = u64::try_from(queued).unwrap_or(0);
+    stats::analyze_if_unseen(tx, Rows::CampaignMessages(campaign), queued_rows).await?;
     if done {
         // A campaign with no recipients at all is complete at once.
         super::queue::complete_if_done(tx, campaign).await?;

@@ -20,11 +20,11 @@ pub async fn run_once(db: &Database) -> Result<Vec<Uuid>, Problem> {
     // the rest of this invocation, so one of them cannot stall the others.
     let mut skip: Vec<Uuid> = Vec::new();
     loop {
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_unscoped().await?;
         let Some((tenant, id)): Option<(Uuid, Uuid)> =
             sqlx::query_as("SELECT tenant_id, id FROM app.claim_due_campaign($1)")
                 .bind(&skip)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.conn())
                 .await?
         else {
             tx.commit().await?;

@@ -98,10 +98,12 @@ impl Sender {
         let mut report = Report::default();
         loop {
             let mut busy = false;
+            let mut tx = self.db.begin_unscoped().await?;
             let pending: Vec<(Uuid, Uuid)> =
                 sqlx::query_as("SELECT tenant_id, id FROM app.campaigns_to_materialize(16)")
-                    .fetch_all(self.db.pool())
+                    .fetch_all(tx.conn())
                     .await?;
+            tx.commit().await?;
             for (tenant, campaign) in pending {
                 while Instant::now() < deadline {
                     let mut tx = self.db.begin_service(tenant).await?;
@@ -115,10 +117,12 @@ impl Sender {
                     }
                 }
             }
+            let mut tx = self.db.begin_unscoped().await?;
             let tenants: Vec<Uuid> =
                 sqlx::query_scalar("SELECT tenant_id FROM app.tenants_with_pending_messages(1000)")
-                    .fetch_all(self.db.pool())
+                    .fetch_all(tx.conn())
                     .await?;
+            tx.commit().await?;
             for tenant in tenants {
                 if Instant::now() >= deadline {
                     break;

@@ -307,8 +307,20 @@ pub async fn members(
     limit: Limit,
     cursor: Option<Cursor>,
 ) -> Result<Vec<Member>, Problem> {
-    let tenant = tx.tenant();
-    let mut page = QueryBuilder::<Postgres>::new(concat!(
+    let mut page = QueryBuilder::<Postgres>::new("");
+    push_members_page(&mut page, tx.tenant(), group, limit, cursor);
+    Ok(page.build_query_as().fetch_all(tx.conn()).await?)
+}
+
+/// The statement of [`members`], appended to `sql` (the tests put `EXPLAIN` before it).
+pub fn push_members_page(
+    sql: &mut QueryBuilder<Postgres>,
+    tenant: Uuid,
+    group: Uuid,
+    limit: Limit,
+    cursor: Option<Cursor>,
+) {
+    sql.push(concat!(
         "SELECT c.*, gc.added_at FROM group_contacts gc CROSS JOIN LATERAL (SELECT ",
         contact_columns!(),
         " FROM contacts
@@ -316,15 +328,14 @@ pub async fn members(
           OFFSET 0) c
           WHERE gc.tenant_id = "
     ));
-    page.push_bind(tenant)
+    sql.push_bind(tenant)
         .push(" AND gc.group_id = ")
         .push_bind(group);
     if let Some(cursor) = cursor {
-        page.push(" AND gc.contact_id < ").push_bind(cursor.id());
+        sql.push(" AND gc.contact_id < ").push_bind(cursor.id());
     }
-    page.push(" ORDER BY gc.contact_id DESC LIMIT ")
+    sql.push(" ORDER BY gc.contact_id DESC LIMIT ")
         .push(limit.fetch());
-    Ok(page.build_query_as().fetch_all(tx.conn()).await?)
 }
 
 /// Takes a contact that has just been soft-deleted (in this transaction) out of every

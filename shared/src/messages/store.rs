@@ -135,71 +135,84 @@ pub async fn list(
     q: &ListQuery,
 ) -> Result<(Vec<Message>, Option<i64>), Problem> {
     let tenant = tx.tenant();
-    let filters = |sql: &mut QueryBuilder<Postgres>, status: Option<MessageStatus>| {
-        sql.push(" FROM messages WHERE tenant_id = ")
-            .push_bind(tenant);
-        if let Some(campaign) = q.campaign_id {
-            sql.push(" AND campaign_id = ").push_bind(campaign);
+    let mut page = QueryBuilder::<Postgres>::new("");
+    push_page(&mut page, tenant, q);
+    let items = page.build_query_as().fetch_all(tx.conn()).await?;
+
+    let total = match q.offset {
+        Some(_) => {
+            let mut count = QueryBuilder::<Postgres>::new("SELECT count(*)");
+            push_filters(&mut count, tenant, q, q.status);
+            Some(count.build_query_scalar().fetch_one(tx.conn()).await?)
         }
-        if let Some(contact) = q.contact_id {
-            sql.push(" AND contact_id = ").push_bind(contact);
-        }
-        if let Some(status) = status {
-            sql.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(from) = q.from {
-            sql.push(" AND id >= ")
-                .push_bind(id_bound(from))
-                .push(" AND created_at >= ")
-                .push_bind(from);
-        }
-        if let Some(to) = q.to {
-            sql.push(" AND id < ")
-                .push_bind(id_bound(to))
-                .push(" AND created_at < ")
-                .push_bind(to);
-        }
+        None => None,
     };
+    Ok((items, total))
+}
+
+/// The statement of [`list`]'s page, appended to `sql` (the tests put `EXPLAIN` before it).
+pub fn push_page(sql: &mut QueryBuilder<Postgres>, tenant: Uuid, q: &ListQuery) {
     let rows = i64::from(q.limit.fetch());
     let skip = q.offset.map_or(0, |o| i64::from(o.get()));
     let branch = |sql: &mut QueryBuilder<Postgres>, status: Option<MessageStatus>, limit: i64| {
         sql.push(concat!("SELECT ", columns!()));
-        filters(sql, status);
+        push_filters(sql, tenant, q, status);
         if let Some(cursor) = q.cursor {
             sql.push(" AND id < ").push_bind(cursor.id());
         }
         sql.push(" ORDER BY id DESC LIMIT ").push(limit);
     };
 
-    let mut page = QueryBuilder::<Postgres>::new("");
     if q.campaign_id.is_some() && q.status.is_none() {
-        page.push(concat!("SELECT ", columns!(), " FROM ("));
+        sql.push(concat!("SELECT ", columns!(), " FROM ("));
         for (i, status) in MessageStatus::ALL.into_iter().enumerate() {
             if i > 0 {
-                page.push(" UNION ALL ");
+                sql.push(" UNION ALL ");
             }
-            page.push("(");
-            branch(&mut page, Some(status), rows + skip);
-            page.push(")");
+            sql.push("(");
+            branch(sql, Some(status), rows + skip);
+            sql.push(")");
         }
-        page.push(") AS m ORDER BY id DESC LIMIT ").push(rows);
+        sql.push(") AS m ORDER BY id DESC LIMIT ").push(rows);
     } else {
-        branch(&mut page, q.status, rows);
+        branch(sql, q.status, rows);
     }
     if q.offset.is_some() {
-        page.push(" OFFSET ").push_bind(skip);
+        sql.push(" OFFSET ").push_bind(skip);
     }
-    let items = page.build_query_as().fetch_all(tx.conn()).await?;
+}
 
-    let total = match q.offset {
-        Some(_) => {
-            let mut count = QueryBuilder::<Postgres>::new("SELECT count(*)");
-            filters(&mut count, q.status);
-            Some(count.build_query_scalar().fetch_one(tx.conn()).await?)
-        }
-        None => None,
-    };
-    Ok((items, total))
+/// `FROM messages WHERE …`: the tenant and the list's filters, with `status` for the
+/// query's own.
+fn push_filters(
+    sql: &mut QueryBuilder<Postgres>,
+    tenant: Uuid,
+    q: &ListQuery,
+    status: Option<MessageStatus>,
+) {
+    sql.push(" FROM messages WHERE tenant_id = ")
+        .push_bind(tenant);
+    if let Some(campaign) = q.campaign_id {
+        sql.push(" AND campaign_id = ").push_bind(campaign);
+    }
+    if let Some(contact) = q.contact_id {
+        sql.push(" AND contact_id = ").push_bind(contact);
+    }
+    if let Some(status) = status {
+        sql.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(from) = q.from {
+        sql.push(" AND id >= ")
+            .push_bind(id_bound(from))
+            .push(" AND created_at >= ")
+            .push_bind(from);
+    }
+    if let Some(to) = q.to {
+        sql.push(" AND id < ")
+            .push_bind(id_bound(to))
+            .push(" AND created_at < ")
+            .push_bind(to);
+    }
 }
 
 /// What a status report did.

@@ -5,7 +5,7 @@
 //! `app.ws_connection_tenant`, a definer function that returns the tenant id and nothing
 //! else.
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use crate::db::{Conn, TenantTx};
 use uuid::Uuid;
 
 use crate::db::Database;
@@ -20,7 +20,7 @@ pub struct NewConnection<'a> {
     pub language: Locale,
 }
 
-pub async fn insert(conn: &mut PgConnection, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: Conn<'_>, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO ws_connections (tenant_id, connection_id, sub, language) VALUES ($1, $2, $3, $4)",
     )
@@ -37,18 +37,22 @@ pub async fn insert(conn: &mut PgConnection, new: &NewConnection<'_>) -> Result<
 pub async fn begin_for(
     db: &Database,
     connection_id: &str,
-) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+) -> Result<Option<TenantTx>, sqlx::Error> {
+    let mut tx = db.begin_unscoped().await?;
     let tenant: Option<Uuid> = sqlx::query_scalar("SELECT app.ws_connection_tenant($1)")
         .bind(connection_id)
-        .fetch_one(db.pool())
+        .fetch_one(tx.conn())
         .await?;
     match tenant {
-        Some(tenant) => Ok(Some(db.begin_as(tenant).await?)),
-        None => Ok(None),
+        Some(tenant) => Ok(Some(crate::db::TenantTx::service(tx, tenant).await?)),
+        None => {
+            tx.commit().await?;
+            Ok(None)
+        }
     }
 }
 
-pub async fn delete(conn: &mut PgConnection, connection_id: &str) -> Result<(), sqlx::Error> {
+pub async fn delete(conn: Conn<'_>, connection_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM ws_connections WHERE connection_id = $1")
         .bind(connection_id)
         .execute(conn)
@@ -57,7 +61,7 @@ pub async fn delete(conn: &mut PgConnection, connection_id: &str) -> Result<(), 
 }
 
 /// Prunes connections the gateway no longer knows (410 Gone).
-pub async fn delete_all(conn: &mut PgConnection, ids: &[String]) -> Result<u64, sqlx::Error> {
+pub async fn delete_all(conn: Conn<'_>, ids: &[String]) -> Result<u64, sqlx::Error> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -71,7 +75,7 @@ pub async fn delete_all(conn: &mut PgConnection, ids: &[String]) -> Result<u64, 
 }
 
 pub async fn subscribe(
-    conn: &mut PgConnection,
+    conn: Conn<'_>,
     connection_id: &str,
     types: &[EventType],
 ) -> Result<(), sqlx::Error> {
@@ -100,7 +104,7 @@ impl Target {
 }
 
 /// Every connection of the transaction's tenant.
-pub async fn targets(conn: &mut PgConnection) -> Result<Vec<Target>, sqlx::Error> {
+pub async fn targets(conn: Conn<'_>) -> Result<Vec<Target>, sqlx::Error> {
     sqlx::query_as("SELECT connection_id, types FROM ws_connections ORDER BY connected_at")
         .fetch_all(conn)
         .await

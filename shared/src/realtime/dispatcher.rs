@@ -114,9 +114,11 @@ impl Dispatcher {
     }
 
     async fn drain_all(&self) -> Result<Drained, DispatchError> {
+        let mut tx = self.db.begin_unscoped().await?;
         let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT app.tenants_with_pending_events()")
-            .fetch_all(self.db.pool())
+            .fetch_all(tx.conn())
             .await?;
+        tx.commit().await?;
         let mut total = Drained::default();
         let mut first_error = None;
         for tenant in tenants {
@@ -149,7 +151,7 @@ impl Dispatcher {
                 "SELECT pg_advisory_xact_lock(hashtextextended('herald_outbox:' || $1::text, 0))",
             )
             .bind(tenant)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             let events: Vec<Pending> = sqlx::query_as(
                 "SELECT seq, id, type, payload, created_at FROM outbox_events
@@ -158,15 +160,15 @@ impl Dispatcher {
             )
             .bind(tenant)
             .bind(self.options.batch)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
             if events.is_empty() {
                 tx.commit().await?;
                 return Ok(total);
             }
-            let targets = connections::targets(&mut tx).await?;
+            let targets = connections::targets(tx.conn()).await?;
             let outcome = self.post(tenant, &events, targets).await;
-            let pruned = connections::delete_all(&mut tx, &outcome.gone).await? as usize;
+            let pruned = connections::delete_all(tx.conn(), &outcome.gone).await? as usize;
 
             if self
                 .options
@@ -183,7 +185,7 @@ impl Dispatcher {
             )
             .bind(tenant)
             .bind(&seqs)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
             tx.commit().await?;
 

@@ -203,7 +203,7 @@ impl Socket {
     /// `$disconnect`: forgets the connection, if it is still known.
     async fn disconnect(&self, connection_id: &str) -> Result<Reply, sqlx::Error> {
         if let Some(mut tx) = connections::begin_for(&self.db, connection_id).await? {
-            connections::delete(&mut tx, connection_id).await?;
+            connections::delete(tx.conn(), connection_id).await?;
             tx.commit().await?;
         }
         Ok(Reply::ok())
@@ -225,7 +225,7 @@ impl Socket {
                         "this connection is not registered",
                     )));
                 };
-                connections::subscribe(&mut tx, connection_id, &types).await?;
+                connections::subscribe(tx.conn(), connection_id, &types).await?;
                 tx.commit().await?;
                 Ok(Reply::frame(frames::subscribed(&types)))
             }

@@ -1,7 +1,7 @@
 //! `GET /api/ws/stats`: the caller's tenant's open connections, by user and by language.
 
+use crate::db::Conn;
 use serde::Serialize;
-use sqlx::PgConnection;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -27,18 +27,18 @@ pub struct LanguageConnections {
 }
 
 /// The transaction's tenant's connections (row-level security scopes every query).
-pub async fn stats(conn: &mut PgConnection) -> Result<WsStats, sqlx::Error> {
+pub async fn stats(mut conn: Conn<'_>) -> Result<WsStats, sqlx::Error> {
     let by_user: Vec<UserConnections> = sqlx::query_as(
         "SELECT sub, count(*) AS connections FROM ws_connections
          GROUP BY sub ORDER BY connections DESC, sub",
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn.reborrow())
     .await?;
     let by_language: Vec<LanguageConnections> = sqlx::query_as(
         "SELECT language, count(*) AS connections FROM ws_connections
          GROUP BY language ORDER BY connections DESC, language",
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(conn.reborrow())
     .await?;
     Ok(WsStats {
         connections: by_user.iter().map(|u| u.connections).sum(),

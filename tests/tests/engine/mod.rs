@@ -126,8 +126,8 @@ pub async fn http_provider(user: &User<'_>, recorder: &Recorder) -> Value {
 }
 
 /// A group of `n` live contacts named `Name {i}` with phones, plus `extra_opted_out`
-/// opted-out and `extra_deleted` deleted members; written in bulk as the owner. Returns the
-/// group id.
+/// opted-out and `extra_deleted` deleted members, and its `member_count` as the API keeps
+/// it; written in bulk as the owner. Returns the group id.
 pub async fn audience(
     app: &TestApp,
     tenant: Uuid,
@@ -161,9 +161,13 @@ pub async fn audience(
                    CASE WHEN i > $3 + $4 THEN now() END
             FROM base, generate_series(1, $3 + $4 + $5) AS i
             RETURNING id
+         ), members AS (
+            INSERT INTO group_contacts (tenant_id, group_id, contact_id)
+            SELECT $1, $2, id FROM added
+            RETURNING 1
          )
-         INSERT INTO group_contacts (tenant_id, group_id, contact_id)
-         SELECT $1, $2, id FROM added",
+         UPDATE groups SET member_count = (SELECT count(*) FROM members)
+         WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
     .bind(group)

@@ -79,11 +79,13 @@ pub async fn run_once(
     egress: &Egress,
     options: &Options,
 ) -> Result<Round, sqlx::Error> {
+    let mut tx = db.begin_unscoped().await?;
     let tenants: Vec<Uuid> =
         sqlx::query_scalar("SELECT tenant_id FROM app.tenants_with_due_webhook_deliveries($1)")
             .bind(options.tenants)
-            .fetch_all(db.pool())
+            .fetch_all(tx.conn())
             .await?;
+    tx.commit().await?;
     let lanes = options.lanes.max(1);
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let batches = tenants
@@ -149,9 +151,12 @@ async fn batch(
 
 /// When the next pending delivery is due (now or in the past when one is waiting).
 pub async fn next_due(db: &Database) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
-    sqlx::query_scalar("SELECT app.next_webhook_delivery_at()")
-        .fetch_one(db.pool())
-        .await
+    let mut tx = db.begin_unscoped().await?;
+    let due = sqlx::query_scalar("SELECT app.next_webhook_delivery_at()")
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(due)
 }
 
 /// Delivers for as long as the process lives (herald-local): a round whenever the outbox
