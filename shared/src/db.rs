@@ -126,7 +126,9 @@ impl Pool {
         // Boxed: sqlx's acquire future is about 14 KB, and every future awaiting it inline
         // grows by as much.
         let tx = match Box::pin(self.pg.begin_with(statement)).await {
-            Err(err) if refused_credentials(&err) && self.reread_credentials().await => {
+            // Boxed, as rare as it is: the secret's HTTP request would otherwise sit inline in
+            // every transaction's future.
+            Err(err) if refused_credentials(&err) && Box::pin(self.reread_credentials()).await => {
                 Box::pin(self.pg.begin_with(statement)).await?
             }
             other => other?,
