@@ -83,18 +83,12 @@ impl Pooler {
 #[derive(Clone, Debug)]
 pub struct Pool {
     pg: PgPool,
-    named: bool,
-    /// Where the credentials came from, to read again when the server refuses them.
-    credentials: Option<Credentials>,
-}
-
-/// A pool's credentials source and what its connections add to what the source gives.
-#[derive(Clone, Debug)]
-struct Credentials {
-    secret: Arc<crate::secrets::DatabaseSecret>,
+    /// What the pool was made with, to open connections the same way with new credentials.
     pooler: Pooler,
-    application: String,
+    application: Arc<str>,
     slow_query: Duration,
+    /// Where the credentials came from, to read again when the server refuses them.
+    secret: Option<Arc<crate::secrets::DatabaseSecret>>,
 }
 
 /// SQLSTATE 28P01 (invalid password) or 28000 (invalid authorization): the credentials
@@ -135,21 +129,21 @@ impl Pool {
         };
         Ok(Tx {
             tx,
-            named: self.named,
+            named: self.pooler.named_statements(),
         })
     }
 
     /// Reads the credentials again from their secret and opens new connections with them;
     /// answers whether it could.
     async fn reread_credentials(&self) -> bool {
-        let Some(source) = &self.credentials else {
+        let Some(secret) = &self.secret else {
             return false;
         };
-        match source.secret.refresh().await {
+        match secret.refresh().await {
             Ok(options) => {
-                let options = decorate(options, &source.application, source.slow_query);
+                let options = decorate(options, &self.application, self.slow_query);
                 self.pg
-                    .set_connect_options(source.pooler.connect_options(options));
+                    .set_connect_options(self.pooler.connect_options(options));
                 tracing::warn!("database credentials refused; read them again from their secret");
                 true
             }
@@ -313,23 +307,16 @@ impl Database {
     /// `pg_stat_activity`. Lazy, so the cold start does no network I/O.
     pub fn from_config(config: &crate::Config, application: &str) -> Result<Database, sqlx::Error> {
         let options = PgConnectOptions::from_str(&config.database_url)?;
-        let db = Database::connect_pooled(
+        let mut db = Database::connect_pooled(
             options,
             config.db_pooler,
             config.db_max_connections,
             config.slow_query,
             application,
-        )
-        .with_observer(config.observer.clone());
-        Ok(match &config.database_secret {
-            Some(secret) => db.with_secret(
-                Arc::clone(secret),
-                config.db_pooler,
-                application,
-                config.slow_query,
-            ),
-            None => db,
-        })
+        );
+        // Before the observer is made: it keeps a copy of the pool.
+        db.pool.secret = config.database_secret.clone();
+        Ok(db.with_observer(config.observer.clone()))
     }
 
     pub fn connect_lazy(
@@ -394,8 +381,10 @@ impl Database {
             .connect_lazy_with(pooler.connect_options(options));
         let pool = Pool {
             pg,
-            named: pooler.named_statements(),
-            credentials: None,
+            pooler,
+            application: application.into(),
+            slow_query,
+            secret: None,
         };
         let observer = Observer::new(pool.clone(), ObserverConfig::default());
         Database {
@@ -403,26 +392,6 @@ impl Database {
             listen,
             observer,
         }
-    }
-
-    /// The same pool, reading its credentials again from `secret` when the server refuses
-    /// them (a rotation); `pooler`, `application` and `slow_query` as it was made with.
-    pub fn with_secret(
-        mut self,
-        secret: Arc<crate::secrets::DatabaseSecret>,
-        pooler: Pooler,
-        application: &str,
-        slow_query: Duration,
-    ) -> Database {
-        self.pool.credentials = Some(Credentials {
-            secret,
-            pooler,
-            application: application.to_owned(),
-            slow_query,
-        });
-        // The observer holds a copy of the pool: it reads them again too.
-        let observer = Observer::new(self.pool.clone(), self.observer.config().clone());
-        Database { observer, ..self }
     }
 
     /// The same pool with observability settings of its own (flush interval, default rate

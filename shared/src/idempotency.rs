@@ -308,7 +308,7 @@ impl Held {
             if let Err(err) = tx.rollback().await {
                 tracing::warn!(error = %err, "rolling back a failed keyed request");
             }
-            self.record(db, &response).await;
+            self.release(db).await;
             return Ok(response);
         }
         match store(tx.conn(), &self, &response, true).await {
