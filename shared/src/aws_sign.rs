@@ -109,6 +109,7 @@ pub fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(|| crate::http::client::outbound(Duration::from_secs(5)))
 }
 
-fn env(name: &str) -> Option<String> {
+/// An environment variable that is set and not blank.
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

@@ -53,7 +53,7 @@ impl Kick {
     /// credentials from the environment. `AWS_ENDPOINT_URL_LAMBDA` (or `AWS_ENDPOINT_URL`)
     /// moves the Lambda endpoint, as it does for the AWS SDKs.
     pub fn from_env(variable: &str) -> Option<Kick> {
-        let function = env(variable)?;
+        let function = aws_sign::env(variable)?;
         let region = aws_sign::region_from_env()?;
         let Some(credentials) = aws_sign::credentials_from_env() else {
             tracing::warn!(%function, "no AWS credentials in the environment: kicks are off");
@@ -152,10 +152,6 @@ impl Inner {
         let request = self.signer.sign(request)?;
         Ok(aws_sign::client().execute(request).await?.status())
     }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Should the sending task end early (a panic, the runtime shutting down), releases the
