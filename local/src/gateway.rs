@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use herald::App;
-use herald::api::{DEFAULT_ROUTE, Function, Route, routes};
+use herald::api::{DEFAULT_ROUTE, Function, Router, routes};
 use herald::http::problem::Kind;
 use http::{HeaderValue, StatusCode, header};
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
@@ -46,45 +46,20 @@ pub struct Matched {
 /// Matches like API Gateway: method and path template, `{name}` binding one segment; no
 /// match goes to `$default`.
 pub fn match_route(method: &str, path: &str) -> Matched {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    routes()
-        .filter(|r| r.method == method)
-        .find_map(|r| bind(r, &segments))
-        .unwrap_or_else(|| Matched {
+    static ROUTER: std::sync::OnceLock<Router> = std::sync::OnceLock::new();
+    let router = ROUTER.get_or_init(|| Router::new(routes()));
+    match router.find_path(method, path) {
+        Some(m) => Matched {
+            route_key: m.key.to_owned(),
+            function: m.route.function(),
+            params: m.params.unwrap_or_default(),
+        },
+        None => Matched {
             route_key: DEFAULT_ROUTE.to_owned(),
             function: Function::System,
             params: HashMap::new(),
-        })
-}
-
-fn bind(route: &Route, segments: &[&str]) -> Option<Matched> {
-    let template: Vec<&str> = route.path.split('/').collect();
-    if template.len() != segments.len() {
-        return None;
+        },
     }
-    let mut params = HashMap::new();
-    for (t, s) in template.iter().zip(segments) {
-        match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-            Some(name) if !s.is_empty() => {
-                params.insert(name.to_owned(), percent_decode(s));
-            }
-            Some(_) => return None,
-            None if t == s => {}
-            None => return None,
-        }
-    }
-    Some(Matched {
-        route_key: route.key(),
-        function: route.function,
-        params,
-    })
-}
-
-/// Path segments are percent-encoded, not form-encoded: `+` is a plus sign, not a space.
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 pub async fn handle(

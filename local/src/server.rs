@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::App;
-use herald::api::Function;
 use herald::auth::Verifier;
 use herald::config::JwtConfig;
 use herald::db::Database;
@@ -116,9 +115,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     // Twilio signs its callbacks over the URL it calls: this server's.
     let public_url: herald::providers::Url = format!("http://{}/", local_endpoint(addr)).parse()?;
-    let apps = Function::ALL.map(|f| {
+    let apps = herald::api::ENDPOINTS.iter().map(|endpoint| {
         Arc::new(
-            App::new(f.endpoint(), db.clone(), Arc::clone(&verifier))
+            App::new(*endpoint, db.clone(), Arc::clone(&verifier))
                 .with_default_log_provider(config.default_log_provider)
                 .with_public_url(Some(public_url.clone()))
                 .with_egress_policy(config.egress.clone())

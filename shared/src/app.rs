@@ -7,7 +7,7 @@ use http::HeaderValue;
 use lambda_http::RequestExt;
 use uuid::Uuid;
 
-use crate::api::{Endpoint, Function};
+use crate::api::{self, Endpoint, Function, Matched, Router};
 use crate::auth::{self, Access, AuthError, Verifier};
 use crate::config::Config;
 use crate::db::{Database, TenantTx};
@@ -17,6 +17,7 @@ use crate::metrics;
 
 pub struct App {
     endpoint: Endpoint,
+    router: Router,
     db: Database,
     verifier: Arc<Verifier>,
     /// Whether tenants without a delivery provider use `log` (herald-local) or cannot start
@@ -36,6 +37,7 @@ impl App {
     pub fn new(endpoint: Endpoint, db: Database, verifier: Arc<Verifier>) -> App {
         App {
             endpoint,
+            router: Router::new(endpoint.routes),
             db,
             verifier,
             default_log_provider: false,
@@ -107,38 +109,59 @@ impl App {
         &self.db
     }
 
+    /// The route of this function that `req` is for (by route key, else method and path).
+    pub fn route(&self, req: &Request) -> Option<Matched<'_>> {
+        self.router.find(req)
+    }
+
     /// Handles one API Gateway request. Never fails: errors become problem+json. Measured by
     /// [`metrics::instrument_with`], like every other function's invocations.
     pub async fn serve(&self, req: Request) -> Response<Body> {
-        let (request_id, route) = request::request_id_and_route(&req);
-        let observer = self.db.observer();
+        let (request_id, gateway_route) = request::request_id_and_route(&req);
+        let matched = self.route(&req);
+        let route = matched.as_ref().map_or(gateway_route.as_str(), |m| m.key);
         metrics::instrument_with(
-            Some(observer),
+            Some(self.db.observer()),
             self.endpoint.function.name(),
-            &route,
+            route,
             &request_id,
-            self.respond(req, &request_id),
+            self.respond(req, matched, &request_id),
         )
         .await
     }
 
-    async fn respond(&self, req: Request, request_id: &str) -> Response<Body> {
+    async fn respond(
+        &self,
+        req: Request,
+        matched: Option<Matched<'_>>,
+        request_id: &str,
+    ) -> Response<Body> {
         let locale = Locale::negotiate(request::header(&req, "accept-language"));
         let path = req.raw_http_path().to_owned();
         let render = |result: Result<Response<Body>, Problem>| match result {
             Ok(response) => response,
             Err(problem) => problem.into_response(locale, &path, request_id),
         };
-        let mut response = match self.claim_idempotency_key(&req).await {
-            Ok(None) => render((self.endpoint.handler)(self, req).await),
-            Ok(Some(Claim::Run(held))) => {
-                let mut req = req;
-                req.extensions_mut().insert(held.pending());
-                let response = render((self.endpoint.handler)(self, req).await);
-                render(held.finish(&self.db, response).await)
+        let mut response = match matched {
+            None => render(Err(api::no_route(&req, self.function()))),
+            Some(Matched { route, params, .. }) => {
+                let mut req = match params {
+                    Some(params) => api::with_params(req, params),
+                    None => req,
+                };
+                // Boxed: its transaction's future would otherwise sit inline in every request's.
+                let claim = Box::pin(self.claim_idempotency_key(&req, route.tenantless));
+                match claim.await {
+                    Ok(None) => render((route.handler)(self, &req).await),
+                    Ok(Some(Claim::Run(held))) => {
+                        req.extensions_mut().insert(held.pending());
+                        let response = render((route.handler)(self, &req).await);
+                        render(held.finish(&self.db, response).await)
+                    }
+                    Ok(Some(Claim::Replay(response))) => response,
+                    Err(problem) => render(Err(problem)),
+                }
             }
-            Ok(Some(Claim::Replay(response))) => response,
-            Err(problem) => render(Err(problem)),
         };
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -204,8 +227,16 @@ impl App {
 
     /// Takes the request's `Idempotency-Key`, if it has one, in the caller's tenant (see
     /// [`crate::idempotency`]). Any member may hold a key; the handler still checks roles.
-    async fn claim_idempotency_key(&self, req: &Request) -> Result<Option<Claim>, Problem> {
-        let Some(key) = idempotency::Key::of(req)? else {
+    /// Only a POST in a tenant holds a key: a tenantless route has no tenant to scope it in.
+    async fn claim_idempotency_key(
+        &self,
+        req: &Request,
+        tenantless: bool,
+    ) -> Result<Option<Claim>, Problem> {
+        if tenantless || req.method() != http::Method::POST {
+            return Ok(None);
+        }
+        let Some(key) = idempotency::Key::from_header(req)? else {
             return Ok(None);
         };
         let tx = self.enter(req, false).await?;
@@ -285,7 +316,7 @@ pub async fn run(app: App) -> Result<(), lambda_http::Error> {
         let (dispatcher, sender) = (dispatcher.clone(), sender.clone());
         async move {
             let writes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
-            let queues = crate::engine::SENDER_ROUTES.contains(&request::route_key(&req));
+            let queues = app.route(&req).is_some_and(|m| m.route.wakes_sender);
             let response = app.serve(req).await;
             if response.status().is_success() {
                 if let Some(kick) = dispatcher.filter(|_| writes) {
@@ -328,7 +359,8 @@ mod tests {
         // Only built, never polled: nothing connects.
         let acquire = std::mem::size_of_val(&app.db.pool().acquire());
         let serve = std::mem::size_of_val(&app.serve(Request::default()));
-        let handler = (app.endpoint.handler)(&app, Request::default());
+        let req = Request::default();
+        let handler = (app.endpoint.routes[0].handler)(&app, &req);
         let handler = std::mem::size_of_val(&*handler);
         assert!(
             serve < acquire && handler < acquire,

@@ -70,17 +70,6 @@ impl Key {
         }
     }
 
-    /// The key a POST carries, if any; `None` for other methods, routes outside any tenant
-    /// ([`crate::api::TENANTLESS`]: no tenant to scope a key in) and requests without one.
-    pub fn of(req: &Request) -> Result<Option<Key>, Problem> {
-        if req.method() != http::Method::POST
-            || crate::api::TENANTLESS.contains(&crate::http::request::route_key(req))
-        {
-            return Ok(None);
-        }
-        Key::from_header(req)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }

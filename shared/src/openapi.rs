@@ -44,16 +44,7 @@ impl Modify for Security {
 /// The whole document: each function's module contributes its own paths.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    for part in [
-        api::contacts::Doc::openapi(),
-        api::groups::Doc::openapi(),
-        api::templates::Doc::openapi(),
-        api::campaigns::Doc::openapi(),
-        api::messages::Doc::openapi(),
-        api::webhooks::Doc::openapi(),
-        api::tenants::Doc::openapi(),
-        api::system::Doc::openapi(),
-    ] {
+    for part in api::docs() {
         doc.merge(part);
     }
     add_tenant(&mut doc);
@@ -81,9 +72,9 @@ fn operations_mut(
     })
 }
 
-/// Whether the route acts outside any tenant ([`api::TENANTLESS`]).
+/// Whether the route acts outside any tenant ([`api::Route::tenantless`]).
 fn tenantless(method: &str, path: &str) -> bool {
-    api::TENANTLESS.contains(&format!("{method} {path}").as_str())
+    api::routes().any(|r| r.tenantless && r.method() == method && r.path() == path)
 }
 
 /// OpenAPI links from each create (`POST /api/x` answering 201) to the operations on what it

@@ -320,8 +320,8 @@ async fn malformed_keys_are_400_and_other_methods_ignore_keys() {
 async fn every_post_but_the_provider_callback_documents_the_key() {
     let app = TestApp::spawn().await;
     let doc: Value = app.openapi().await;
-    for route in herald::api::routes().filter(|r| r.method == "POST") {
-        let params = doc["paths"][route.path]["post"]["parameters"].as_array();
+    for route in herald::api::routes().filter(|r| r.method() == "POST") {
+        let params = doc["paths"][route.path()]["post"]["parameters"].as_array();
         let declared = params.is_some_and(|ps| {
             ps.iter()
                 .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")

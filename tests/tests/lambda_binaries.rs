@@ -84,8 +84,17 @@ fn requests() -> Vec<Probe> {
             body: Some(json!({"name": "VIP"})),
             ..probe("groups", "POST", "POST /api/groups", "/api/groups", 201)
         },
+        probe(
+            "contacts",
+            "GET",
+            "GET /api/contacts/{id}",
+            "/api/contacts/0d9b1b8e-5a38-4ad4-a4c6-4d2f4f4c2b8e",
+            404,
+        ),
         probe("messages", "GET", "GET /api/messages", "/api/messages", 200),
         probe("system", "GET", "GET /health", "/health", 200),
+        // Another function's path, sent to this one's URL.
+        probe("system", "GET", "$default", "/api/contacts", 404),
         Probe {
             body: Some(json!({"name": "Hi", "body": "Hello {{ contact.name }}"})),
             ..probe(
@@ -128,6 +137,17 @@ async fn every_http_function_binary_answers_api_gateway_events() {
             let event = http_event(method, route, path, &headers, payload.as_ref());
             let response = function.invoke(&event).await.response();
             assert_eq!(status(&response), expected, "{name}: {route}: {response}");
+            if expected == 404 && route == "$default" {
+                let detail = body(&response)["detail"].as_str().unwrap_or("").to_owned();
+                assert!(detail.contains("the contacts function"), "{detail}");
+            }
+            // Function URLs and `cargo lambda watch` send `$default` and no path parameters:
+            // the function matches method and path itself and answers the same.
+            if method == "GET" {
+                let event = http_event(method, "$default", path, &headers, None);
+                let response = function.invoke(&event).await.response();
+                assert_eq!(status(&response), expected, "{name}: $default {path}");
+            }
             let request_id = event["requestContext"]["requestId"].as_str().unwrap();
             assert_eq!(
                 response["headers"]["x-request-id"].as_str(),

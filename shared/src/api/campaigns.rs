@@ -12,46 +12,18 @@ use crate::http::paging::{self, Paging};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 
-use super::Function::Campaigns;
-use super::Route;
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/campaigns", Campaigns),
-    Route::new("POST", "/api/campaigns", Campaigns),
-    Route::new("GET", "/api/campaigns/{id}", Campaigns),
-    Route::new("PATCH", "/api/campaigns/{id}", Campaigns),
-    Route::new("DELETE", "/api/campaigns/{id}", Campaigns),
-    Route::new("POST", "/api/campaigns/{id}/start", Campaigns),
-    Route::new("POST", "/api/campaigns/{id}/cancel", Campaigns),
-    Route::new("POST", "/api/campaigns/{id}/pause", Campaigns),
-    Route::new("POST", "/api/campaigns/{id}/resume", Campaigns),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, update, delete, start, cancel, pause, resume))]
-pub struct Doc;
-
-/// What the `campaigns` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Campaigns,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/campaigns" => list(app, &req).await,
-        "POST /api/campaigns" => create(app, &req).await,
-        "GET /api/campaigns/{id}" => get(app, &req).await,
-        "PATCH /api/campaigns/{id}" => update(app, &req).await,
-        "DELETE /api/campaigns/{id}" => delete(app, &req).await,
-        "POST /api/campaigns/{id}/start" => start(app, &req).await,
-        "POST /api/campaigns/{id}/cancel" => cancel(app, &req).await,
-        "POST /api/campaigns/{id}/pause" => pause(app, &req).await,
-        "POST /api/campaigns/{id}/resume" => resume(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+routes!(Campaigns:
+    list,
+    create,
+    get,
+    update,
+    delete,
+    start [wakes_sender],
+    cancel,
+    pause,
+    resume [wakes_sender],
+);
 
 /// List live campaigns, newest first.
 #[utoipa::path(get, path = "/api/campaigns", tag = "campaigns",

@@ -15,40 +15,15 @@ use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 use crate::stats::{self, Rows};
 
-use super::Function::Contacts;
-use super::Route;
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/contacts", Contacts),
-    Route::new("POST", "/api/contacts", Contacts),
-    Route::new("POST", "/api/contacts/import", Contacts),
-    Route::new("GET", "/api/contacts/{id}", Contacts),
-    Route::new("PATCH", "/api/contacts/{id}", Contacts),
-    Route::new("DELETE", "/api/contacts/{id}", Contacts),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, import, get, update, delete))]
-pub struct Doc;
-
-/// What the `contacts` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Contacts,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/contacts" => list(app, &req).await,
-        "POST /api/contacts" => create(app, &req).await,
-        "POST /api/contacts/import" => import(app, &req).await,
-        "GET /api/contacts/{id}" => get(app, &req).await,
-        "PATCH /api/contacts/{id}" => update(app, &req).await,
-        "DELETE /api/contacts/{id}" => delete(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+routes!(Contacts:
+    list,
+    create,
+    import,
+    get,
+    update,
+    delete,
+);
 
 /// List live contacts, newest first.
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts",

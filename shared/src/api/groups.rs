@@ -1,7 +1,5 @@
 //! The groups function: `/api/groups` and group membership.
 
-use super::Function::Groups;
-use super::Route;
 use crate::App;
 use crate::auth::Access;
 use crate::domain::Offset;
@@ -14,20 +12,7 @@ use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
 use crate::stats::{self, Rows};
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/groups", Groups),
-    Route::new("POST", "/api/groups", Groups),
-    Route::new("GET", "/api/groups/{id}", Groups),
-    Route::new("PATCH", "/api/groups/{id}", Groups),
-    Route::new("DELETE", "/api/groups/{id}", Groups),
-    Route::new("GET", "/api/groups/{id}/contacts", Groups),
-    Route::new("POST", "/api/groups/{id}/contacts", Groups),
-    Route::new("DELETE", "/api/groups/{id}/contacts", Groups),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
+routes!(Groups:
     list,
     create,
     get,
@@ -35,29 +20,8 @@ pub const ROUTES: &[Route] = &[
     delete,
     members,
     add_members,
-    remove_members
-))]
-pub struct Doc;
-
-/// What the `groups` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Groups,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/groups" => list(app, &req).await,
-        "POST /api/groups" => create(app, &req).await,
-        "GET /api/groups/{id}" => get(app, &req).await,
-        "PATCH /api/groups/{id}" => update(app, &req).await,
-        "DELETE /api/groups/{id}" => delete(app, &req).await,
-        "GET /api/groups/{id}/contacts" => members(app, &req).await,
-        "POST /api/groups/{id}/contacts" => add_members(app, &req).await,
-        "DELETE /api/groups/{id}/contacts" => remove_members(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+    remove_members,
+);
 
 /// List live groups, newest first.
 #[utoipa::path(get, path = "/api/groups", tag = "groups",

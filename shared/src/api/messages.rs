@@ -13,36 +13,13 @@ use crate::messages::{
     Channel, Message, MessagePage, MessageStatus, StatusChanged, StatusUpdateResult,
 };
 
-use super::Function::Messages;
-use super::Route;
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/messages", Messages),
-    Route::new("POST", "/api/messages", Messages),
-    Route::new("GET", "/api/messages/{id}", Messages),
-    Route::new("POST", "/api/messages/{id}/status", Messages),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, update_status))]
-pub struct Doc;
-
-/// What the `messages` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Messages,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/messages" => list(app, &req).await,
-        "POST /api/messages" => create(app, &req).await,
-        "GET /api/messages/{id}" => get(app, &req).await,
-        "POST /api/messages/{id}/status" => update_status(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+routes!(Messages:
+    list,
+    create [wakes_sender],
+    get,
+    update_status,
+);
 
 /// List messages, newest first. Messages of deleted contacts and campaigns stay listed.
 #[utoipa::path(get, path = "/api/messages", tag = "messages",

@@ -1,22 +1,71 @@
-//! The HTTP API: which function serves which route, and the handlers.
+//! The HTTP API: the route table, and the handlers.
 //!
-//! [`routes`] is the route table of DESIGN.md, gathered from each function's module. The
-//! local gateway matches requests against it, `template.yaml` declares the same routes (a
-//! test compares them), and each function's `handle` dispatches on API Gateway's route key.
+//! Each function's module declares its routes once, with [`routes!`]: the handler (whose
+//! `#[utoipa::path]` is its method, path and OpenAPI operation) and the route's facts.
+//! Dispatch ([`Router`]), the local gateway, the OpenAPI document, `template.yaml`'s test,
+//! the idempotency rules and the sender kick all read that table ([`routes`]).
 
-pub mod campaigns;
-pub mod contacts;
-pub mod groups;
-pub mod messages;
+/// Declares a function's routes: `handler`, `handler in module` (a handler of a sibling
+/// module), each optionally with `[facts]` ([`Route::tenantless`], [`Route::wakes_sender`]).
+/// Generates the module's `ROUTES`, its `ENDPOINT` and its OpenAPI part, `Doc`.
+macro_rules! routes {
+    ($function:ident: $($handler:ident $(in $module:ident)? $([$($fact:ident),*])?),* $(,)?) => {
+        pub const ROUTES: &[$crate::api::Route] = &[$(
+            $crate::api::Route::new::<pastey::paste!($($module::)? [<__path_ $handler>])>(
+                $crate::api::Function::$function,
+                |app, req| Box::pin($($module::)? $handler(app, req)),
+            )$($(.$fact())*)?
+        ),*];
+
+        /// Where this function's routes are, without their handlers.
+        pub const PLACES: &[$crate::api::Place] = &[$(
+            $crate::api::Place::new::<pastey::paste!($($module::)? [<__path_ $handler>])>(
+                $crate::api::Function::$function,
+            )
+        ),*];
+
+        /// What this function's binary serves.
+        pub const ENDPOINT: $crate::api::Endpoint = $crate::api::Endpoint {
+            function: $crate::api::Function::$function,
+            routes: ROUTES,
+        };
+
+        /// This function's part of the OpenAPI document.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($($module::)? $handler),*))]
+        pub struct Doc;
+    };
+}
+
+/// Lists each HTTP function's module once: [`ENDPOINTS`] and [`docs`] come from this.
+macro_rules! functions {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every HTTP function. A Lambda binary names only its own module's `ENDPOINT`, so
+        /// that the linker keeps that function's handlers and drops the others.
+        pub const ENDPOINTS: &[Endpoint] = &[$($module::ENDPOINT),*];
+
+        /// Where every route is: what any binary may link to name the function of a path.
+        pub const PLACES: &[&[Place]] = &[$($module::PLACES),*];
+
+        /// Each function's part of the OpenAPI document (only the system function links it).
+        pub fn docs() -> Vec<utoipa::openapi::OpenApi> {
+            vec![$(<$module::Doc as utoipa::OpenApi>::openapi()),*]
+        }
+    };
+}
+
+functions!(
+    contacts, groups, templates, campaigns, messages, webhooks, tenants, system,
+);
 pub mod provider;
-pub mod system;
-pub mod templates;
-pub mod tenants;
-pub mod webhooks;
+mod route;
 
-use crate::App;
+pub use route::{Handler, Matched, Place, Route, Router, with_params};
+
 use crate::http::problem::Kind;
-use crate::http::{Body, Problem, Request, Response, request};
+use crate::http::{Body, Problem, Request, Response};
 
 /// The Lambda functions that serve HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,17 +81,6 @@ pub enum Function {
 }
 
 impl Function {
-    pub const ALL: [Function; 8] = [
-        Function::Contacts,
-        Function::Groups,
-        Function::Templates,
-        Function::Campaigns,
-        Function::Messages,
-        Function::Webhooks,
-        Function::Tenants,
-        Function::System,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Function::Contacts => "contacts",
@@ -58,32 +96,15 @@ impl Function {
 
     /// The routes this function serves.
     pub fn routes(self) -> &'static [Route] {
-        match self {
-            Function::Contacts => contacts::ROUTES,
-            Function::Groups => groups::ROUTES,
-            Function::Templates => templates::ROUTES,
-            Function::Campaigns => campaigns::ROUTES,
-            Function::Messages => messages::ROUTES,
-            Function::Webhooks => webhooks::ROUTES,
-            Function::Tenants => tenants::ROUTES,
-            Function::System => system::ROUTES,
-        }
+        self.endpoint().routes
     }
 
-    /// This function's handler. Only `herald-local`, which serves every route, calls this;
-    /// a Lambda binary names its own module's [`Endpoint`], so that the linker keeps that
-    /// function's handlers and drops the other seven (bootstraps stay small).
+    /// This function's endpoint. Only `herald-local`, which serves every route, calls this.
     pub fn endpoint(self) -> Endpoint {
-        match self {
-            Function::Contacts => contacts::ENDPOINT,
-            Function::Groups => groups::ENDPOINT,
-            Function::Templates => templates::ENDPOINT,
-            Function::Campaigns => campaigns::ENDPOINT,
-            Function::Messages => messages::ENDPOINT,
-            Function::Webhooks => webhooks::ENDPOINT,
-            Function::Tenants => tenants::ENDPOINT,
-            Function::System => system::ENDPOINT,
-        }
+        *ENDPOINTS
+            .iter()
+            .find(|e| e.function == self)
+            .expect("every function is listed in `functions!`")
     }
 }
 
@@ -92,11 +113,11 @@ pub type HandlerFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Response<Body>, Problem>> + Send + 'a>,
 >;
 
-/// One HTTP function: its name and routes, and the handler that dispatches on the route key.
+/// One HTTP function: its name and routes.
 #[derive(Clone, Copy)]
 pub struct Endpoint {
     pub function: Function,
-    pub handler: for<'a> fn(&'a App, Request) -> HandlerFuture<'a>,
+    pub routes: &'static [Route],
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -107,59 +128,24 @@ impl std::fmt::Debug for Endpoint {
 
 /// Every route of every function.
 pub fn routes() -> impl Iterator<Item = &'static Route> {
-    Function::ALL.into_iter().flat_map(|f| f.routes())
+    ENDPOINTS.iter().flat_map(|e| e.routes)
 }
-
-/// One HTTP API route.
-#[derive(Clone, Copy, Debug)]
-pub struct Route {
-    pub method: &'static str,
-    /// API Gateway path template: `{name}` matches one segment.
-    pub path: &'static str,
-    pub function: Function,
-}
-
-impl Route {
-    pub const fn new(method: &'static str, path: &'static str, function: Function) -> Route {
-        Route {
-            method,
-            path,
-            function,
-        }
-    }
-
-    /// API Gateway's route key, e.g. `GET /api/contacts/{id}`.
-    pub fn key(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-/// The routes that act outside any one tenant: they take no `X-Tenant-ID` (nor an
-/// `Idempotency-Key`, which is scoped per tenant). Health, locales and this document need no
-/// caller; tenants are created and listed from the caller's token alone; provider callbacks
-/// are verified by the provider's signature (and idempotent by themselves: statuses only
-/// move forward). Every other route opens its transaction through `App::begin`.
-pub const TENANTLESS: &[&str] = &[
-    "GET /health",
-    "GET /api/locales",
-    "GET /api/openapi.json",
-    "POST /api/tenants",
-    "GET /api/tenants",
-    "POST /api/providers/twilio/status",
-];
 
 /// Requests that match no route go to the system function under this route key, in AWS
 /// (the HTTP API's `$default` route) and locally alike, so every miss is problem+json.
 pub const DEFAULT_ROUTE: &str = "$default";
 
-/// The answer for a route key a function does not serve.
-pub fn no_route(req: &Request) -> Problem {
-    Problem::new(
-        Kind::RouteNotFound,
-        format!("no route for {} {}", req.method(), req.uri().path()),
-    )
-}
-
-pub(crate) fn route_key(req: &Request) -> &str {
-    request::route_key(req)
+/// The answer for a request `function` does not serve: which function does, when one does
+/// (a caller of the wrong function URL learns which one to call).
+pub fn no_route(req: &Request, function: Function) -> Problem {
+    let (method, path) = (req.method().as_str(), req.uri().path());
+    let detail = match route::serving(PLACES.iter().copied().flatten(), method, path) {
+        Some(other) if other != function => format!(
+            "{method} {path} is served by the {} function, not {}",
+            other.name(),
+            function.name()
+        ),
+        _ => format!("no route for {method} {path}"),
+    };
+    Problem::new(Kind::RouteNotFound, detail)
 }

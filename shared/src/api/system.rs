@@ -10,38 +10,14 @@ use crate::auth::Access;
 use crate::http::locale::LocaleInfo;
 use crate::http::{Body, Locale, Problem, Request, Response, response};
 
-use super::Function::System;
-use super::Route;
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/health", System),
-    Route::new("GET", "/api/locales", System),
-    Route::new("GET", "/api/openapi.json", System),
-    Route::new("GET", "/api/ws/stats", System),
-    Route::new("GET", "/api/performance/stats", System),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(health, locales, openapi, ws_stats, performance_stats))]
-pub struct Doc;
-
-/// What the `system` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::System,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /health" => health(app).await,
-        "GET /api/locales" => locales(),
-        "GET /api/openapi.json" => openapi(),
-        "GET /api/ws/stats" => ws_stats(app, &req).await,
-        "GET /api/performance/stats" => performance_stats(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+routes!(System:
+    health [tenantless],
+    locales [tenantless],
+    openapi [tenantless],
+    ws_stats,
+    performance_stats,
+);
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -57,7 +33,7 @@ pub struct Health {
         (status = 200, description = "Healthy", body = Health),
         (status = 503, description = "The database does not answer", body = Health),
     ))]
-pub async fn health(app: &App) -> Result<Response<Body>, Problem> {
+pub async fn health(app: &App, _req: &Request) -> Result<Response<Body>, Problem> {
     let db_ok = app.db().ping().await;
     let health = Health {
         status: if db_ok { "ok" } else { "degraded" },
@@ -80,7 +56,7 @@ pub struct Locales {
 /// The languages error titles are available in (chosen by `Accept-Language`).
 #[utoipa::path(get, path = "/api/locales", tag = "system",
     responses((status = 200, description = "Available languages", body = Locales)))]
-pub fn locales() -> Result<Response<Body>, Problem> {
+pub async fn locales(_app: &App, _req: &Request) -> Result<Response<Body>, Problem> {
     response::ok(&Locales {
         items: Locale::ALL.into_iter().map(Locale::info).collect(),
     })
@@ -89,7 +65,7 @@ pub fn locales() -> Result<Response<Body>, Problem> {
 /// This API's OpenAPI 3.1 description.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "system",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub fn openapi() -> Result<Response<Body>, Problem> {
+pub async fn openapi(_app: &App, _req: &Request) -> Result<Response<Body>, Problem> {
     response::ok(&crate::openapi::document())
 }
 

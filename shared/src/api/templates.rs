@@ -14,40 +14,15 @@ use crate::templates::render::{CampaignVars, Compiled, ContactVars, RenderContex
 use crate::templates::store::{self, ListQuery};
 use crate::templates::{Channel, Preview, Template, TemplatePage};
 
-use super::Function::Templates;
-use super::Route;
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/templates", Templates),
-    Route::new("POST", "/api/templates", Templates),
-    Route::new("GET", "/api/templates/{id}", Templates),
-    Route::new("PATCH", "/api/templates/{id}", Templates),
-    Route::new("DELETE", "/api/templates/{id}", Templates),
-    Route::new("POST", "/api/templates/{id}/preview", Templates),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(list, create, get, update, delete, preview))]
-pub struct Doc;
-
-/// What the `templates` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Templates,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/templates" => list(app, &req).await,
-        "POST /api/templates" => create(app, &req).await,
-        "GET /api/templates/{id}" => get(app, &req).await,
-        "PATCH /api/templates/{id}" => update(app, &req).await,
-        "DELETE /api/templates/{id}" => delete(app, &req).await,
-        "POST /api/templates/{id}/preview" => preview(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+routes!(Templates:
+    list,
+    create,
+    get,
+    update,
+    delete,
+    preview,
+);
 
 /// List live templates, newest first.
 #[utoipa::path(get, path = "/api/templates", tag = "templates",

@@ -12,8 +12,7 @@ use http::StatusCode;
 use lambda_http::RequestExt;
 use uuid::Uuid;
 
-use super::Function::Tenants;
-use super::Route;
+use super::provider;
 use crate::App;
 use crate::auth::Access;
 use crate::domain::{Limit, Offset};
@@ -27,50 +26,16 @@ use crate::tenants::{
     check_change,
 };
 
-pub const ROUTES: &[Route] = &[
-    Route::new("POST", "/api/tenants", Tenants),
-    Route::new("GET", "/api/tenants", Tenants),
-    Route::new("GET", "/api/tenant/members", Tenants),
-    Route::new("PUT", "/api/tenant/members/{sub}", Tenants),
-    Route::new("DELETE", "/api/tenant/members/{sub}", Tenants),
-    Route::new("GET", "/api/provider", Tenants),
-    Route::new("PUT", "/api/provider", Tenants),
-    Route::new("POST", "/api/providers/twilio/status", Tenants),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    create,
-    list,
+routes!(Tenants:
+    create [tenantless],
+    list [tenantless],
     members,
     put_member,
     remove_member,
-    super::provider::get,
-    super::provider::put,
-    super::provider::twilio_status
-))]
-pub struct Doc;
-
-/// What the `tenants` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Tenants,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "POST /api/tenants" => create(app, &req).await,
-        "GET /api/tenants" => list(app, &req).await,
-        "GET /api/tenant/members" => members(app, &req).await,
-        "PUT /api/tenant/members/{sub}" => put_member(app, &req).await,
-        "DELETE /api/tenant/members/{sub}" => remove_member(app, &req).await,
-        "GET /api/provider" => super::provider::get(app, &req).await,
-        "PUT /api/provider" => super::provider::put(app, &req).await,
-        "POST /api/providers/twilio/status" => super::provider::twilio_status(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+    get in provider,
+    put in provider,
+    twilio_status in provider [tenantless],
+);
 
 /// Create a tenant; the caller (the token's `sub`) becomes its owner. Needs no
 /// `X-Tenant-ID`. With an `Idempotency-Key`, the tenant's id is derived from the caller

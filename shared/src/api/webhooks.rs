@@ -6,8 +6,6 @@
 
 use http::StatusCode;
 
-use super::Function::Webhooks;
-use super::Route;
 use crate::App;
 use crate::auth::Access;
 use crate::events::{self, EventType};
@@ -19,21 +17,7 @@ use crate::webhooks::store::{self, Redelivery};
 use crate::webhooks::target;
 use crate::webhooks::{Secret, Webhook, WebhookLogPage, WebhookPage};
 
-pub const ROUTES: &[Route] = &[
-    Route::new("GET", "/api/webhooks", Webhooks),
-    Route::new("POST", "/api/webhooks", Webhooks),
-    Route::new("GET", "/api/webhooks/{id}", Webhooks),
-    Route::new("PATCH", "/api/webhooks/{id}", Webhooks),
-    Route::new("DELETE", "/api/webhooks/{id}", Webhooks),
-    Route::new("POST", "/api/webhooks/{id}/secret", Webhooks),
-    Route::new("GET", "/api/webhooks/{id}/logs", Webhooks),
-    Route::new("POST", "/api/webhooks/{id}/test", Webhooks),
-    Route::new("POST", "/api/webhooks/{id}/logs/{logId}/retry", Webhooks),
-];
-
-/// This function's part of the OpenAPI document.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
+routes!(Webhooks:
     list,
     create,
     get,
@@ -42,30 +26,8 @@ pub const ROUTES: &[Route] = &[
     regenerate_secret,
     logs,
     test,
-    retry
-))]
-pub struct Doc;
-
-/// What the `webhooks` binary serves.
-pub const ENDPOINT: super::Endpoint = super::Endpoint {
-    function: super::Function::Webhooks,
-    handler: |app, req| Box::pin(handle(app, req)),
-};
-
-pub async fn handle(app: &App, req: Request) -> Result<Response<Body>, Problem> {
-    match super::route_key(&req) {
-        "GET /api/webhooks" => list(app, &req).await,
-        "POST /api/webhooks" => create(app, &req).await,
-        "GET /api/webhooks/{id}" => get(app, &req).await,
-        "PATCH /api/webhooks/{id}" => update(app, &req).await,
-        "DELETE /api/webhooks/{id}" => delete(app, &req).await,
-        "POST /api/webhooks/{id}/secret" => regenerate_secret(app, &req).await,
-        "GET /api/webhooks/{id}/logs" => logs(app, &req).await,
-        "POST /api/webhooks/{id}/test" => test(app, &req).await,
-        "POST /api/webhooks/{id}/logs/{logId}/retry" => retry(app, &req).await,
-        _ => Err(super::no_route(&req)),
-    }
-}
+    retry,
+);
 
 /// List live webhooks, newest first. Secrets are masked.
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks",

@@ -32,15 +32,8 @@ pub const WAKE_CHANNEL: &str = "herald_sender";
 /// Names the sender function for the writers that kick it in AWS ([`crate::kick`]).
 pub const SENDER_FUNCTION_VAR: &str = "HERALD_SENDER_FUNCTION";
 
-/// The routes after which the sender has work: a start or resume, a direct message.
-pub const SENDER_ROUTES: [&str; 3] = [
-    "POST /api/campaigns/{id}/start",
-    "POST /api/campaigns/{id}/resume",
-    "POST /api/messages",
-];
-
 /// Tells a listening sender that there is work (delivered when `tx` commits). In AWS the
-/// sender is kicked instead: by `app::run` after [`SENDER_ROUTES`], by the scheduler
+/// sender is kicked instead: by `app::run` after a route that [wakes the sender](crate::api::Route::wakes_sender), by the scheduler
 /// function after it started campaigns.
 pub async fn wake(tx: &mut TenantTx) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify('herald_sender', '')")
