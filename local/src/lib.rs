@@ -10,6 +10,7 @@ pub mod database;
 pub mod dispatch;
 pub mod engine;
 pub mod gateway;
+pub mod postgres;
 pub mod server;
 pub mod tenant;
 pub mod token;
@@ -19,5 +20,6 @@ pub mod websocket;
 /// is not set. For development only: anyone can read it here.
 pub const DEV_JWT_SECRET: &str = "herald-local-development-secret-not-for-production";
 
-/// The database `herald-local` uses when `DATABASE_URL` is not set; created if missing.
+/// The database `herald-local` uses when `DATABASE_URL` is not set and this server answers
+/// (else [`postgres::database_url`] starts one of its own); created if missing.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/herald";

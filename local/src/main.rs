@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use herald::config::JwtConfig;
 use herald_local::server::{self, ServerConfig};
-use herald_local::{DEFAULT_DATABASE_URL, DEV_JWT_SECRET, database, tenant, token};
+use herald_local::{DEV_JWT_SECRET, database, postgres, tenant, token};
 
 /// A long-running server that allocates per request: mimalloc measured 13 % more requests/s
 /// than glibc's malloc in `contacts-list` (bench/README.md).
@@ -20,9 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Every Herald function behind one local port"
 )]
 struct Cli {
-    /// The owner's PostgreSQL connection; the database is created if missing.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
-    database_url: String,
+    /// The owner's PostgreSQL connection; the database is created if missing. Default:
+    /// postgres@127.0.0.1:5432/herald if it answers, else a PostgreSQL of herald-local's own.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
     /// HS256 secret tokens are signed and checked with.
     #[arg(long, env = "HERALD_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true, global = true)]
     jwt_secret: String,
@@ -120,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
                 addr: SocketAddr::new(host, port),
                 slow_query: Duration::from_millis(slow_query_ms),
                 idempotency_lease: Duration::from_secs(idempotency_lease_secs.max(1)),
-                ..ServerConfig::new(cli.database_url, jwt)
+                ..ServerConfig::new(postgres::database_url(cli.database_url).await?, jwt)
             };
             let running = server::start(config).await?;
             eprintln!("herald-local listening on http://{}", running.addr);
@@ -133,14 +134,15 @@ async fn main() -> anyhow::Result<()> {
             db.observer().flush().await;
         }
         Command::Migrate => {
-            database::migrate(&cli.database_url).await?;
+            database::migrate(&postgres::database_url(cli.database_url).await?).await?;
             eprintln!("migrated");
         }
         Command::Tenant {
             command: TenantCommand::Create { name, owner },
         } => {
-            database::migrate(&cli.database_url).await?;
-            let pool = database::owner_pool(&cli.database_url).await?;
+            let database_url = postgres::database_url(cli.database_url).await?;
+            database::migrate(&database_url).await?;
+            let pool = database::owner_pool(&database_url).await?;
             let created = tenant::create(&pool, &name, &owner).await?;
             println!("{}", serde_json::to_string(&created)?);
         }
