@@ -146,7 +146,7 @@ impl App {
             None => render(Err(api::no_route(&req, self.function()))),
             Some(Matched { route, params, .. }) => {
                 let mut req = match params {
-                    Some(params) => api::with_params(req, params),
+                    Some(params) => req.with_path_parameters(params),
                     None => req,
                 };
                 // Boxed: its transaction's future would otherwise sit inline in every request's.

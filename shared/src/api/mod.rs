@@ -62,7 +62,7 @@ functions!(
 pub mod provider;
 mod route;
 
-pub use route::{Handler, Matched, Place, Route, Router, with_params};
+pub use route::{Handler, Matched, Place, Route, Router};
 
 use crate::http::problem::Kind;
 use crate::http::{Body, Problem, Request, Response};

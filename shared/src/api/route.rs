@@ -177,10 +177,6 @@ impl Router {
             .min_by_key(|(_, params)| params.len())
             .map(|(e, params)| e.matched(Some(params)))
     }
-
-    pub fn routes(&self) -> impl Iterator<Item = &'static Route> + '_ {
-        self.entries.iter().map(|e| e.route)
-    }
 }
 
 impl Entry {
@@ -236,11 +232,6 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-/// `req` with the path parameters a match bound, as API Gateway would have sent them.
-pub fn with_params(req: Request, params: HashMap<String, String>) -> Request {
-    req.with_path_parameters(params)
 }
 
 #[cfg(test)]
