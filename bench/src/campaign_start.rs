@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         let mut tx = db.begin_service(setup.tenant).await?;
         let step = materialize::step(&mut tx, campaign, args.batch)
             .await
-            .map_err(|p| anyhow::anyhow!("step failed: {:?}", p.detail))?;
+            .map_err(|e| anyhow::anyhow!("step failed: {}", e.report()))?;
         tx.commit().await?;
         steps += 1;
         if step == Step::Done {

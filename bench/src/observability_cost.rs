@@ -188,7 +188,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
             total.add(p);
         }
     }
-    on.db.observer().flush().await;
+    on.observer.flush().await;
     let rolled: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(requests), 0)::bigint FROM perf_minutes WHERE route = 'GET /api/contacts'",
     )

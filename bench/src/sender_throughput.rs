@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         let mut tx = db.begin_service(setup.tenant).await?;
         let step = materialize::step(&mut tx, campaign, 50_000)
             .await
-            .map_err(|p| anyhow::anyhow!("{:?}", p.detail))?;
+            .map_err(|e| anyhow::anyhow!(e.report()))?;
         tx.commit().await?;
         if step == Step::Done {
             break;
@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let outbound = Outbound::new(
-        herald::http::egress::EgressPolicy::parse("127.0.0.0/8")?,
+        herald::net::egress::EgressPolicy::parse("127.0.0.0/8")?,
         "http://127.0.0.1:9/".parse()?,
         None,
     );
@@ -131,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let report = sender
         .run_once(Duration::from_secs(600))
         .await
-        .map_err(|p| anyhow::anyhow!("{:?}", p.detail))?;
+        .map_err(|e| anyhow::anyhow!(e.report()))?;
     let elapsed = started.elapsed();
     let (sent, status): (i32, String) =
         sqlx::query_as("SELECT sent_count, status FROM campaigns WHERE id = $1")

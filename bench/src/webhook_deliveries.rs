@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use clap::Parser;
 use herald::db::Database;
-use herald::http::egress::{Egress, EgressPolicy, Timeouts};
+use herald::net::egress::{Egress, EgressPolicy, Timeouts};
 use herald::webhooks::delivery::{self, Options};
 use herald_local::{database, tenant};
 use sqlx::migrate::MigrateDatabase;

@@ -23,8 +23,8 @@ pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
         }
     };
     loop {
-        if let Err(problem) = sender.run_once(PASS).await {
-            tracing::error!(detail = ?problem.detail, "sender pass failed");
+        if let Err(err) = sender.run_once(PASS).await {
+            tracing::error!(error = %err.report(), "sender pass failed");
         }
         match listener.as_mut() {
             Some(l) => {
@@ -45,7 +45,7 @@ pub async fn run_scheduler(db: Database, every: Duration) {
                 tracing::info!(count = started.len(), "scheduler started campaigns")
             }
             Ok(_) => {}
-            Err(problem) => tracing::error!(detail = ?problem.detail, "scheduler pass failed"),
+            Err(err) => tracing::error!(error = %err.report(), "scheduler pass failed"),
         }
         if let Err(e) = herald::idempotency::purge(&db).await {
             tracing::warn!(error = %e, "idempotency key purge failed");

@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
                 observer,
                 app_database_url,
                 db_pooler,
-                egress: herald::http::egress::EgressPolicy::from_env()?,
+                egress: herald::net::egress::EgressPolicy::from_env()?,
                 addr: SocketAddr::new(host, port),
                 slow_query: Duration::from_millis(slow_query_ms),
                 idempotency_lease: Duration::from_secs(idempotency_lease_secs.max(1)),
@@ -125,13 +125,13 @@ async fn main() -> anyhow::Result<()> {
             };
             let running = server::start(config).await?;
             eprintln!("herald-local listening on http://{}", running.addr);
-            let db = running.db.clone();
+            let observer = std::sync::Arc::clone(&running.observer);
             tokio::select! {
                 result = running.task => result??,
                 _ = tokio::signal::ctrl_c() => {}
             }
             // Rollups still in memory.
-            db.observer().flush().await;
+            observer.flush().await;
         }
         Command::Migrate => {
             database::migrate(&postgres::database_url(cli.database_url).await?).await?;

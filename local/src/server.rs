@@ -8,7 +8,7 @@ use herald::App;
 use herald::auth::Verifier;
 use herald::config::JwtConfig;
 use herald::db::Database;
-use herald::http::egress::EgressPolicy;
+use herald::net::egress::EgressPolicy;
 use herald::observer::ObserverConfig;
 
 use crate::database;
@@ -90,8 +90,9 @@ fn default_pool_size() -> u32 {
 pub struct Running {
     pub addr: SocketAddr,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The functions' database, whose observer holds rollups to flush at shutdown.
     pub db: Database,
+    /// The functions' rollups, to flush at shutdown.
+    pub observer: Arc<herald::observer::Observer>,
 }
 
 /// Migrates the database and starts serving; returns once the port is bound.
@@ -106,10 +107,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         config.slow_query,
         "herald-local",
     )
-    .with_observer(config.observer.clone())
-    .with_listen_options(direct.clone().application_name("herald-local"));
+    .with_listen_options(direct.clone().application_name("herald-local"))
+    .noting_tenants_with(herald::metrics::note_tenant);
+    let observer = herald::observer::Observer::new(db.app_pool().clone(), config.observer.clone());
     // Idle servers flush their rollups too, not only after requests.
-    db.observer().spawn_ticker();
+    observer.spawn_ticker();
     let verifier = Arc::new(Verifier::new(&config.jwt));
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
@@ -118,6 +120,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let apps = herald::api::ENDPOINTS.iter().map(|endpoint| {
         Arc::new(
             App::new(*endpoint, db.clone(), Arc::clone(&verifier))
+                .with_observer(Arc::clone(&observer))
                 .with_default_log_provider(config.default_log_provider)
                 .with_public_url(Some(public_url.clone()))
                 .with_egress_policy(config.egress.clone())
@@ -148,9 +151,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     // Webhook deliveries run continuously beside the HTTP routes.
     tokio::spawn(herald::webhooks::delivery::worker::run(
         db.clone(),
-        herald::http::egress::Egress::new(
+        herald::net::egress::Egress::new(
             config.egress.clone(),
-            herald::http::egress::Timeouts::default(),
+            herald::net::egress::Timeouts::default(),
         ),
         config.webhook_delivery.clone(),
     ));
@@ -159,9 +162,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         .fallback(gateway::handle)
         .with_state(Arc::new(Gateway::new(apps)))
         .merge(websocket::router(Arc::new(WsGateway::new(
-            Socket::new(Route::Connect, db.clone(), Arc::clone(&verifier)),
-            Socket::new(Route::Disconnect, db.clone(), Arc::clone(&verifier)),
-            Socket::new(Route::Default, db.clone(), Arc::clone(&verifier)),
+            Socket::new(Route::Connect, db.clone(), Arc::clone(&verifier))
+                .with_observer(Arc::clone(&observer)),
+            Socket::new(Route::Disconnect, db.clone(), Arc::clone(&verifier))
+                .with_observer(Arc::clone(&observer)),
+            Socket::new(Route::Default, db.clone(), Arc::clone(&verifier))
+                .with_observer(Arc::clone(&observer)),
         ))));
     // The dispatcher posts to this very server's `@connections` API (HERALD_WS_ENDPOINT in
     // AWS), with dummy credentials: the local gateway checks no signature.
@@ -182,7 +188,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         )
         .await
     });
-    Ok(Running { addr, task, db })
+    Ok(Running {
+        addr,
+        task,
+        db,
+        observer,
+    })
 }
 
 /// Where this server can reach itself: a wildcard bind answers on loopback.

@@ -14,12 +14,15 @@ use crate::db::{Database, TenantTx};
 use crate::http::{Body, Locale, Problem, Request, Response, request};
 use crate::idempotency::{self, Claim};
 use crate::metrics;
+use crate::observer::{Observer, ObserverConfig};
 
 pub struct App {
     endpoint: Endpoint,
     router: Router,
     db: Database,
     verifier: Arc<Verifier>,
+    /// This process's rollups and rate limits (shared by every app of `herald-local`).
+    observer: Arc<Observer>,
     /// Whether tenants without a delivery provider use `log` (herald-local) or cannot start
     /// campaigns (AWS).
     default_log_provider: bool,
@@ -27,25 +30,37 @@ pub struct App {
     public_url: Option<url::Url>,
     /// Which addresses tenant-chosen URLs may reach, and the guarded client built from it
     /// on first use (a cold start that sends nothing pays nothing).
-    egress_policy: crate::http::egress::EgressPolicy,
-    egress: std::sync::OnceLock<crate::http::egress::Egress>,
+    egress_policy: crate::net::egress::EgressPolicy,
+    egress: std::sync::OnceLock<crate::net::egress::Egress>,
     /// How long a request holds its `Idempotency-Key` (see [`crate::idempotency`]).
     idempotency_lease: std::time::Duration,
 }
 
 impl App {
     pub fn new(endpoint: Endpoint, db: Database, verifier: Arc<Verifier>) -> App {
+        let observer = Observer::new(db.app_pool().clone(), ObserverConfig::default());
         App {
             endpoint,
             router: Router::new(endpoint.routes),
             db,
             verifier,
+            observer,
             default_log_provider: false,
             public_url: None,
-            egress_policy: crate::http::egress::EgressPolicy::public_only(),
+            egress_policy: crate::net::egress::EgressPolicy::public_only(),
             egress: std::sync::OnceLock::new(),
             idempotency_lease: idempotency::LEASE,
         }
+    }
+
+    /// The same app recording into `observer` (flush interval, default rate limit).
+    pub fn with_observer(mut self, observer: Arc<Observer>) -> App {
+        self.observer = observer;
+        self
+    }
+
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.observer
     }
 
     /// A shorter lease on idempotency keys, for tests that crash requests on purpose.
@@ -66,7 +81,7 @@ impl App {
     }
 
     /// The same app reaching tenant-chosen URLs under `policy` (`HERALD_EGRESS_ALLOW`).
-    pub fn with_egress_policy(mut self, policy: crate::http::egress::EgressPolicy) -> App {
+    pub fn with_egress_policy(mut self, policy: crate::net::egress::EgressPolicy) -> App {
         self.egress_policy = policy;
         self.egress = std::sync::OnceLock::new();
         self
@@ -82,11 +97,11 @@ impl App {
 
     /// The SSRF-guarded client: public addresses over https unless
     /// [`App::with_egress_policy`] allowed more.
-    pub fn egress(&self) -> &crate::http::egress::Egress {
+    pub fn egress(&self) -> &crate::net::egress::Egress {
         self.egress.get_or_init(|| {
-            crate::http::egress::Egress::new(
+            crate::net::egress::Egress::new(
                 self.egress_policy.clone(),
-                crate::http::egress::Timeouts::default(),
+                crate::net::egress::Timeouts::default(),
             )
         })
     }
@@ -94,9 +109,10 @@ impl App {
     /// What a function's `main` builds before serving: no network I/O, so the cold start
     /// stays short.
     pub fn from_config(endpoint: Endpoint, config: &Config) -> Result<App, sqlx::Error> {
-        let name = format!("herald-{}", endpoint.function.name());
-        let db = Database::from_config(config, &name)?;
-        Ok(App::new(endpoint, db, Arc::new(Verifier::new(&config.jwt)))
+        let db = config.database(&format!("herald-{}", endpoint.function.name()))?;
+        let observer = config.observer(&db);
+        Ok(App::new(endpoint, db, config.verifier())
+            .with_observer(observer)
             .with_public_url(config.public_url.clone())
             .with_egress_policy(config.egress.clone()))
     }
@@ -121,7 +137,7 @@ impl App {
         let matched = self.route(&req);
         let route = matched.as_ref().map_or(gateway_route.as_str(), |m| m.key);
         metrics::instrument_with(
-            Some(self.db.observer()),
+            Some(&self.observer),
             self.endpoint.function.name(),
             route,
             &request_id,
@@ -200,7 +216,8 @@ impl App {
             )));
         }
         // Counted only once membership is proven: nobody can spend another tenant's limit.
-        if let Some(admission) = self.db.observer().admit(tx.tenant(), tx.rate_limit()) {
+        let limit = self.tenant_limit(&mut tx).await?;
+        if let Some(admission) = self.observer.admit(tx.tenant(), limit) {
             metrics::note_rate(admission.state);
             if !admission.allowed {
                 return Err(Problem::too_many_requests(
@@ -217,12 +234,31 @@ impl App {
     async fn enter(&self, req: &Request, read_only: bool) -> Result<TenantTx, Problem> {
         let claims = self.caller(req).await?;
         let tenant = named_tenant(req, claims.tenant_id.as_deref())?;
+        let request_id = metrics::request_id();
         let tx = if read_only {
-            self.db.begin_tenant_read_only(tenant, &claims.sub).await?
+            self.db
+                .begin_tenant_read_only(tenant, &claims.sub, &request_id)
+                .await?
         } else {
-            self.db.begin_tenant(tenant, &claims.sub).await?
+            self.db
+                .begin_tenant(tenant, &claims.sub, &request_id)
+                .await?
         };
-        tx.ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))
+        let tx = tx.ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))?;
+        metrics::enter_tenant(tenant, &self.observer);
+        Ok(tx)
+    }
+
+    /// The tenant's own requests-per-minute limit, if it has one: read once membership is
+    /// proven, and only when this process does not know it yet.
+    async fn tenant_limit(&self, tx: &mut TenantTx) -> Result<Option<u32>, sqlx::Error> {
+        if let Some(known) = self.observer.known_limit(tx.tenant()) {
+            return Ok(known);
+        }
+        let tenant = tx.tenant();
+        let limit = crate::ratelimit::read_limit(tx.conn(), tenant).await?;
+        self.observer.learn_limit(tx.tenant(), limit);
+        Ok(limit)
     }
 
     /// Takes the request's `Idempotency-Key`, if it has one, in the caller's tenant (see
@@ -302,7 +338,7 @@ fn unauthenticated(err: AuthError) -> Problem {
 /// Rollups still in memory are written when Lambda shuts the container down (SIGTERM,
 /// delivered because the graceful-shutdown helper registers a no-op extension).
 pub async fn run(app: App) -> Result<(), lambda_http::Error> {
-    let observer = Arc::clone(app.db().observer());
+    let observer = Arc::clone(app.observer());
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
         observer.flush().await;
     })
@@ -336,12 +372,9 @@ pub async fn run(app: App) -> Result<(), lambda_http::Error> {
 mod tests {
     use super::*;
 
-    /// Futures are moved whole when boxed or spawned, and a future awaiting another inline
-    /// holds all of its state. A request's future once reached 109 KB in release builds:
-    /// sqlx's acquire future (14 KB there) inside every handler, and the whole copied again at
-    /// each level it was handed down by value. Moving it cost a tenth of a contact list's
-    /// CPU. Neither future may hold sqlx's acquire future inline now (it is boxed in
-    /// `Database`), which this compares in whatever build the test runs in.
+    /// A future awaiting another inline holds all of its state, and is moved whole when
+    /// boxed or spawned: no request future may hold sqlx's acquire future inline (figures in
+    /// bench/README.md, "Why the code is shaped so").
     #[tokio::test]
     async fn request_futures_do_not_hold_a_pool_acquire_inline() {
         let options: sqlx::postgres::PgConnectOptions =

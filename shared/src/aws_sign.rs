@@ -106,7 +106,7 @@ pub fn endpoint_from_env(service_variable: &str) -> Option<String> {
 /// a request may shorten.
 pub fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| crate::http::client::outbound(Duration::from_secs(5)))
+    CLIENT.get_or_init(|| crate::net::client::outbound(Duration::from_secs(5)))
 }
 
 /// An environment variable that is set and not blank.

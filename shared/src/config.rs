@@ -3,19 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::egress::EgressPolicy;
+use crate::auth::Verifier;
+pub use crate::auth::jwt::JwtConfig;
+use crate::db::Database;
+use crate::net::egress::EgressPolicy;
+use crate::observer::Observer;
 use crate::secrets::{DatabaseSecret, SecretError};
-
-/// How tokens are verified. At least one of the two key sources must be configured.
-#[derive(Clone, Debug, Default)]
-pub struct JwtConfig {
-    /// HS256 shared secret, for local development and tests.
-    pub hs256_secret: Option<String>,
-    /// JWKS endpoint for RS256/ES256 tokens (Cognito, Auth0) in production.
-    pub jwks_url: Option<String>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -104,6 +97,63 @@ impl Config {
             twilio_base_url: parse_var("HERALD_TWILIO_BASE_URL")?
                 .unwrap_or_else(|| crate::providers::TWILIO_API.parse().expect("a valid URL")),
         })
+    }
+}
+
+/// What a function's `main` builds from the configuration: lazy, so the cold start does no
+/// network I/O.
+impl Config {
+    /// The application role's pool, named `application` in `pg_stat_activity`.
+    pub fn database(&self, application: &str) -> Result<Database, sqlx::Error> {
+        let options = self.database_url.parse()?;
+        Ok(Database::connect_pooled(
+            options,
+            self.db_pooler,
+            self.db_max_connections,
+            self.slow_query,
+            application,
+        )
+        .with_secret(self.database_secret.clone())
+        .noting_tenants_with(crate::metrics::note_tenant))
+    }
+
+    /// This process's rollups and rate limits for `db`.
+    pub fn observer(&self, db: &Database) -> Arc<Observer> {
+        Observer::new(db.app_pool().clone(), self.observer.clone())
+    }
+
+    pub fn verifier(&self) -> Arc<Verifier> {
+        Arc::new(Verifier::new(&self.jwt))
+    }
+
+    /// A WebSocket function's handler.
+    pub fn socket(
+        &self,
+        route: crate::realtime::socket::Route,
+    ) -> Result<crate::realtime::socket::Socket, sqlx::Error> {
+        let db = self.database(&format!("herald-{}", route.function()))?;
+        let observer = self.observer(&db);
+        Ok(
+            crate::realtime::socket::Socket::new(route, db, self.verifier())
+                .with_observer(observer),
+        )
+    }
+
+    /// The `dispatcher` function's state: the pool, and the management client for
+    /// `HERALD_WS_ENDPOINT` with the execution role's credentials.
+    pub async fn dispatcher(
+        &self,
+    ) -> Result<crate::realtime::dispatcher::Dispatcher, Box<dyn std::error::Error + Send + Sync>>
+    {
+        use crate::realtime::{WS_ENDPOINT_VAR, dispatcher};
+        let endpoint = var(WS_ENDPOINT_VAR).ok_or(ConfigError::Missing(WS_ENDPOINT_VAR))?;
+        let db = self.database("herald-dispatcher")?;
+        let sdk = crate::aws::from_env().await;
+        Ok(dispatcher::Dispatcher::new(
+            db,
+            crate::realtime::management::Connections::new(&sdk, &endpoint),
+            dispatcher::Options::default(),
+        ))
     }
 }
 

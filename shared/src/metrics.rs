@@ -39,6 +39,7 @@ use tracing_subscriber::layer::Context;
 
 use crate::observer::Observer;
 use crate::ratelimit::RateState;
+pub use crate::rollup::{Class, SlowQuery};
 
 /// Slow statements kept per invocation; more are counted but not kept.
 const SLOW_KEPT: usize = 5;
@@ -74,15 +75,6 @@ impl std::fmt::Debug for Invocation {
             .field("slow", &self.slow)
             .finish_non_exhaustive()
     }
-}
-
-/// A statement over `SLOW_QUERY_MS`.
-#[derive(Debug, Clone)]
-pub struct SlowQuery {
-    pub at: SystemTime,
-    pub duration: Duration,
-    /// The SQL with string and number literals replaced by `?`.
-    pub statement: String,
 }
 
 tokio::task_local! {
@@ -167,16 +159,6 @@ pub fn rate() -> Option<RateState> {
     with_current(|inv| inv.rate).flatten()
 }
 
-/// How an invocation ended, for the Errors metrics and the rollups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    Ok,
-    /// The caller's fault (HTTP 4xx).
-    ClientError,
-    /// Ours (HTTP 5xx, or a non-HTTP invocation that failed).
-    ServerError,
-}
-
 /// What [`instrument`] needs to know about an invocation's output.
 pub trait Outcome {
     fn class(&self) -> Class;
@@ -242,10 +224,8 @@ where
     F: Future,
     F::Output: Outcome,
 {
-    // On the heap from here on. Handed down by value through this function, `measure_as`
-    // and the task-local scope, each level kept a copy of its state: a 16 KB request future
-    // grew to 109 KB, and moving that (into the runtime's box, into a task) was a tenth of a
-    // contact list's CPU.
+    // On the heap from here on: handed down by value, each level would keep a copy of the
+    // request's state.
     let fut = Box::pin(fut);
     let started = Instant::now();
     let wall = SystemTime::now();

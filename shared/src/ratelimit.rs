@@ -10,9 +10,9 @@
 //!
 //! The tenant's own limit is cached in the process too ([`Limiter::known_limit`]): each sync
 //! reads it back with the counts, and a request reads it from `tenants` itself only when its
-//! process has not seen the tenant for [`LIMIT_FRESH`]. Reading it on every request was
-//! about 3 % of PostgreSQL's work for a contact list. A changed limit therefore reaches a
-//! busy process with its next sync, about a second later.
+//! process has not seen the tenant for [`LIMIT_FRESH`], since reading it per request cost
+//! PostgreSQL more than the list itself saves. A changed limit therefore reaches a busy
+//! process with its next sync, about a second later.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

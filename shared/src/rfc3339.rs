@@ -1,5 +1,5 @@
-//! RFC 3339 timestamps in responses, written without `time`'s general formatter, which
-//! came to 4 % of a contact list's CPU (three timestamps a row, fifty rows).
+//! RFC 3339 timestamps in responses, written without `time`'s general formatter: every
+//! listed row has three, and the general path showed in list profiles.
 //!
 //! The text is what `time::serde::rfc3339` writes: UTC as `Z`, a fraction only when there is
 //! one, with its trailing zeros trimmed (`…:09.937Z`, `…:09Z`). Whatever the short path does

@@ -24,7 +24,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::metrics::{Class, SlowQuery};
 
 /// Upper bounds (ms) of the latency histogram's buckets: ×1.25 steps from 0.25 ms to about
 /// 80 s, so an estimated percentile is within 12 % of the truth. The last bucket is
@@ -62,6 +61,25 @@ pub fn quantile(buckets: &[i64], q: f64) -> Option<f64> {
         seen += n;
     }
     None
+}
+
+/// How an invocation ended, for the Errors metrics and the rollups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Ok,
+    /// The caller's fault (HTTP 4xx).
+    ClientError,
+    /// Ours (HTTP 5xx, or a non-HTTP invocation that failed).
+    ServerError,
+}
+
+/// A statement over `SLOW_QUERY_MS`.
+#[derive(Debug, Clone)]
+pub struct SlowQuery {
+    pub at: SystemTime,
+    pub duration: Duration,
+    /// The SQL with string and number literals replaced by `?`.
+    pub statement: String,
 }
 
 /// One finished invocation, as [`crate::metrics::instrument`] hands it over.

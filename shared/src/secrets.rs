@@ -10,8 +10,8 @@
 //! rotated password).
 //!
 //! The read is one signed `GetSecretValue` call to Secrets Manager's JSON API
-//! ([`crate::aws_sign`]), not aws-sdk-secretsmanager: the SDK client was 1.5 MB of every
-//! bootstrap, for one call at init.
+//! ([`crate::aws_sign`]), not aws-sdk-secretsmanager: a whole SDK client in every bootstrap
+//! for one call at init is not worth its size.
 //!
 //! Neither the secret nor the password is ever logged or put in an error: errors name the
 //! secret's ARN and, for a malformed secret, the key or the part that is wrong.

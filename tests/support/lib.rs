@@ -245,7 +245,7 @@ fn test_config(owner_url: &str, pooler: Option<&str>) -> ServerConfig {
         config.db_pooler = herald::db::Pooler::Transaction;
     }
     config.db_max_connections = 8;
-    config.egress = herald::http::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
+    config.egress = herald::net::egress::EgressPolicy::parse("127.0.0.0/8,::1").unwrap();
     // The campaign engine's loops run only in the tests that ask for them.
     config.run_sender = false;
     config.scheduler_every = None;

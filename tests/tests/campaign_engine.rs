@@ -117,7 +117,7 @@ async fn sender_child() {
     };
     let db = herald::db::Database::connect_lazy(&url, 4, Duration::from_secs(5), "child").unwrap();
     let outbound = herald::providers::Outbound::new(
-        herald::http::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
+        herald::net::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
         "http://127.0.0.1:9/".parse().unwrap(),
         None,
     );

@@ -77,7 +77,7 @@ async fn a_rolled_back_write_has_no_event() {
     let new = ada();
     let create = async || {
         let mut tx = db
-            .begin_tenant(tenant, "alice")
+            .begin_tenant(tenant, "alice", "test")
             .await
             .unwrap()
             .expect("alice is a member");
@@ -101,7 +101,12 @@ async fn a_rolled_back_write_has_no_event() {
     assert_eq!(app.all_events().await, 1);
 
     // Not a member: no transaction at all.
-    assert!(db.begin_tenant(tenant, "mallory").await.unwrap().is_none());
+    assert!(
+        db.begin_tenant(tenant, "mallory", "test")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A read route's transaction is `READ ONLY`: a write that slipped into one is refused and
@@ -115,7 +120,7 @@ async fn a_read_transaction_refuses_writes_and_ends_without_a_commit() {
     let new = ada();
 
     let mut tx = db
-        .begin_tenant_read_only(tenant, "alice")
+        .begin_tenant_read_only(tenant, "alice", "test")
         .await
         .unwrap()
         .expect("alice is a member");
@@ -135,12 +140,16 @@ async fn a_read_transaction_refuses_writes_and_ends_without_a_commit() {
     // A read that "commits" gives its one connection back outside any transaction: the next
     // transaction on it starts clean and sees its own tenant.
     let tx = db
-        .begin_tenant_read_only(tenant, "alice")
+        .begin_tenant_read_only(tenant, "alice", "test")
         .await
         .unwrap()
         .unwrap();
     tx.commit().await.unwrap();
-    let mut tx = db.begin_tenant(tenant, "alice").await.unwrap().unwrap();
+    let mut tx = db
+        .begin_tenant(tenant, "alice", "test")
+        .await
+        .unwrap()
+        .unwrap();
     let read_only: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
         .fetch_one(tx.conn())
         .await

@@ -301,7 +301,7 @@ async fn config_from(secret: DatabaseSecret) -> herald::Config {
             ..Default::default()
         },
         slow_query: Duration::from_secs(1),
-        egress: herald::http::egress::EgressPolicy::public_only(),
+        egress: herald::net::egress::EgressPolicy::public_only(),
         observer: herald::observer::ObserverConfig {
             enabled: false,
             ..Default::default()
@@ -341,12 +341,12 @@ async fn the_pool_reads_its_secret_again_when_a_rotated_password_is_refused() {
     let config = config_from(moto.secret(&arn)).await;
 
     // Both lazy: neither has connected with p1 before the rotation.
-    let rereads = Database::from_config(&config, "rotation-test").unwrap();
+    let rereads = config.database("rotation-test").unwrap();
     let without_secret = herald::Config {
         database_secret: None,
         ..config.clone()
     };
-    let keeps_p1 = Database::from_config(&without_secret, "rotation-test").unwrap();
+    let keeps_p1 = without_secret.database("rotation-test").unwrap();
 
     // A rotation: the password changes, then the secret's current version.
     sqlx::raw_sql("ALTER ROLE herald_rotated PASSWORD 'p2'")

@@ -376,7 +376,7 @@ async fn response_bodies_are_read_with_a_cap() {
 async fn ssrf_targets_are_refused_at_create_and_at_delivery() {
     // No allow list: public addresses over https only.
     let app = TestApp::spawn_config(|c| {
-        c.egress = herald::http::egress::EgressPolicy::public_only();
+        c.egress = herald::net::egress::EgressPolicy::public_only();
     })
     .await;
     let tenant = app.tenant("alice").await;
@@ -681,9 +681,9 @@ async fn a_crash_between_sending_and_logging_redelivers_with_the_same_id() {
         secret: herald::webhooks::Secret::from(secret.clone()),
         previous_secret: None,
     };
-    let egress = herald::http::egress::Egress::new(
-        herald::http::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
-        herald::http::egress::Timeouts::default(),
+    let egress = herald::net::egress::Egress::new(
+        herald::net::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
+        herald::net::egress::Timeouts::default(),
     );
     let sent = herald::webhooks::delivery::deliver::send(&egress, &claimed).await;
     assert!(sent.succeeded());

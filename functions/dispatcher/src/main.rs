@@ -3,13 +3,13 @@
 //! Invoked asynchronously after writes and by a one-minute schedule as a safety net.
 
 use herald::Config;
-use herald::realtime::dispatcher::{self, Dispatcher};
+use herald::realtime::dispatcher;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     herald::telemetry::init();
     let config = Config::load().await?;
-    let dispatcher = Dispatcher::from_config(&config).await?;
-    let egress = herald::http::egress::Egress::new(config.egress.clone(), Default::default());
+    let dispatcher = config.dispatcher().await?;
+    let egress = herald::net::egress::Egress::new(config.egress.clone(), Default::default());
     dispatcher::run_lambda(dispatcher, egress).await
 }

@@ -2,7 +2,6 @@
 //! scheduled campaign whose time has come. The event's content does not matter.
 
 use herald::Config;
-use herald::db::Database;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -10,14 +9,14 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
     let config = Config::load().await?;
-    let db = Database::from_config(&config, "herald-scheduler")?;
+    let db = config.database("herald-scheduler")?;
     let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR);
     let (db, sender) = (&db, &sender);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let report = herald::engine::invocation::schedule(db, &event.context.request_id)
             .await
             .map_err(|p| {
-                lambda_runtime::Error::from(format!("scheduler failed: {:?}", p.detail))
+                lambda_runtime::Error::from(format!("scheduler failed: {}", p.report()))
             })?;
         // Started campaigns have recipients to materialise: wake the sender now rather than
         // at its next scheduled run.

@@ -6,7 +6,6 @@
 // The sender's future (claim, render, provider calls, record) nests deeply.
 #![recursion_limit = "256"]
 use herald::Config;
-use herald::db::Database;
 use herald::engine::Tuning;
 use herald::engine::sender::Sender;
 use herald::providers::Outbound;
@@ -17,7 +16,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     herald::telemetry::init();
     let config = Config::load().await?;
-    let db = Database::from_config(&config, "herald-sender")?;
+    let db = config.database("herald-sender")?;
     let outbound = Outbound::new(
         config.egress.clone(),
         config.twilio_base_url.clone(),
@@ -29,7 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         herald::engine::invocation::send(sender, &event.context.request_id)
             .await
-            .map_err(|p| lambda_runtime::Error::from(format!("sender failed: {:?}", p.detail)))
+            .map_err(|p| lambda_runtime::Error::from(format!("sender failed: {}", p.report())))
     }))
     .await
 }

@@ -118,8 +118,8 @@ pub async fn import(app: &App, req: &Request) -> Result<Response<Body>, Problem>
     let bytes = body::bytes(req, body::IMPORT_LIMIT)?;
     let parsed = match body::media_type(req).as_deref() {
         Some("text/csv") => import::parse_csv(bytes)?,
-        Some(mt) if body::is_json(mt) => import::parse_json(bytes)?,
-        None => import::parse_json(bytes)?,
+        Some(mt) if body::is_json(mt) => import::parse_json(body::decode(bytes)?)?,
+        None => import::parse_json(body::decode(bytes)?)?,
         Some(_) => {
             return Err(Problem::unsupported_media_type(
                 "text/csv or application/json",

@@ -59,6 +59,7 @@ macro_rules! functions {
 functions!(
     contacts, groups, templates, campaigns, messages, webhooks, tenants, system,
 );
+pub mod openapi;
 pub mod provider;
 mod route;
 

@@ -6,13 +6,10 @@ use uuid::Uuid;
 
 use crate::App;
 use crate::auth::Access;
+use crate::db::TenantTx;
 use crate::engine;
-use crate::events::{self, EventType};
 use crate::http::problem::ProblemDocument;
 use crate::http::{Body, Problem, Request, Response, body, request, response};
-use crate::messages::input::StatusReport;
-use crate::messages::store::{self as messages, Outcome};
-use crate::messages::{MessageStatus, StatusChanged};
 use crate::providers::config::ProviderView;
 use crate::providers::input::{NewProvider, PutProvider};
 use crate::providers::{ProviderConfig, ProviderKind, store, twilio};
@@ -97,89 +94,38 @@ pub async fn twilio_status(app: &App, req: &Request) -> Result<Response<Body>, P
     let params: Vec<(String, String)> = form_urlencoded::parse(body::bytes(req, 64 * 1024)?)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
+    let mut tx = signed_by_tenant(app, req, tenant, &params).await?;
+    if let Some((report, opted_out)) = twilio::status_report(&params) {
+        engine::queue::apply_report(&mut tx, message, &report, opted_out).await?;
+    }
+    tx.commit().await?;
+    response::no_content()
+}
+
+/// The tenant's transaction, once the `X-Twilio-Signature` over this URL and `params`
+/// verifies under the tenant's auth token, read under its own context (DESIGN.md rule 7).
+async fn signed_by_tenant(
+    app: &App,
+    req: &Request,
+    tenant: Uuid,
+    params: &[(String, String)],
+) -> Result<TenantTx, Problem> {
     let refused = || Problem::forbidden("the X-Twilio-Signature does not verify");
     let signature = request::header(req, "x-twilio-signature").ok_or_else(refused)?;
     let url = callback_url(app, req).ok_or_else(|| {
         tracing::error!("HERALD_PUBLIC_URL is not set: Twilio callbacks cannot be verified");
         refused()
     })?;
-
-    // The tenant's auth token, read under that tenant's own context (DESIGN.md rule 7).
     let mut tx = app.db().begin_service(tenant).await?;
     let token = match store::get(&mut tx).await? {
         Some(c) if c.kind == ProviderKind::Twilio => c.secret().map(|s| s.expose().to_owned()),
         _ => None,
     };
-    let verified = token.is_some_and(|t| twilio::verify(&t, &url, &params, signature));
-    if !verified {
+    if !token.is_some_and(|t| twilio::verify(&t, &url, params, signature)) {
         tx.rollback().await?;
         return Err(refused());
     }
-
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let error_code = param("ErrorCode").filter(|c| !c.is_empty());
-    let (status, error) = match param("MessageStatus").or(param("SmsStatus")) {
-        Some("sent") => (MessageStatus::Sent, None),
-        Some("delivered") => (MessageStatus::Delivered, None),
-        Some("read") => (MessageStatus::Read, None),
-        Some(s @ ("failed" | "undelivered")) => (
-            MessageStatus::Failed,
-            Some(format!(
-                "twilio: {s} (error {})",
-                error_code.unwrap_or("unknown")
-            )),
-        ),
-        // queued, accepted, sending, scheduled, canceled: nothing to record.
-        _ => {
-            tx.commit().await?;
-            return response::no_content();
-        }
-    };
-    let report = StatusReport {
-        status,
-        error,
-        provider_message_id: param("MessageSid").map(|s| s.chars().take(255).collect()),
-    };
-    if let Some(Outcome::Applied { message, from }) =
-        messages::update_status(&mut tx, message, &report).await?
-    {
-        events::emit(
-            &mut tx,
-            EventType::MessageStatusChanged,
-            &StatusChanged {
-                message: &message,
-                from,
-                to: status,
-            },
-        )
-        .await?;
-        if let Some(campaign) = message.campaign_id {
-            engine::queue::progress(&mut tx, campaign).await?;
-        }
-        if error_code == Some("21610") {
-            opt_out(&mut tx, message.contact_id).await?;
-        }
-    }
-    tx.commit().await?;
-    response::no_content()
-}
-
-async fn opt_out(tx: &mut crate::db::TenantTx, contact: Uuid) -> Result<(), Problem> {
-    let tenant = tx.tenant();
-    sqlx::query(
-        "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, now()), updated_at = now()
-         WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(contact)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
+    Ok(tx)
 }
 
 /// The URL Twilio requested, as it signed it: Herald's public base URL, the path and the

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::App;
 use crate::auth::Access;
-use crate::http::locale::LocaleInfo;
+use crate::domain::LocaleInfo;
 use crate::http::{Body, Locale, Problem, Request, Response, response};
 
 
@@ -66,7 +66,7 @@ pub async fn locales(_app: &App, _req: &Request) -> Result<Response<Body>, Probl
 #[utoipa::path(get, path = "/api/openapi.json", tag = "system",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
 pub async fn openapi(_app: &App, _req: &Request) -> Result<Response<Body>, Problem> {
-    response::ok(&crate::openapi::document())
+    response::ok(&crate::api::openapi::document())
 }
 
 /// The caller's tenant's open WebSocket connections, by user and by language.
@@ -100,7 +100,7 @@ pub async fn performance_stats(app: &App, req: &Request) -> Result<Response<Body
     let mut tx = app.begin(req, Access::Admin).await?;
     // This instance's own figures first, in the same transaction, so a caller reads its own
     // requests; other instances' arrive with their next flush.
-    app.db().observer().flush_into(&mut tx).await?;
+    app.observer().flush_into(&mut tx).await?;
     let stats = crate::perfstats::read(&mut tx, window).await?;
     tx.commit().await?;
     response::ok(&stats)

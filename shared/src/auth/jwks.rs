@@ -39,7 +39,7 @@ impl JwksCache {
     pub fn new(url: String) -> Self {
         JwksCache {
             url,
-            client: crate::http::client::outbound(Duration::from_secs(5)),
+            client: crate::net::client::outbound(Duration::from_secs(5)),
             keys: RwLock::new(Keys::default()),
             refreshing: Mutex::new(()),
         }

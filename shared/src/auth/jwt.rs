@@ -19,7 +19,17 @@ use serde::Deserialize;
 
 use super::AuthError;
 use super::jwks::JwksCache;
-use crate::config::JwtConfig;
+
+/// How tokens are verified. At least one of the two key sources must be configured.
+#[derive(Clone, Debug, Default)]
+pub struct JwtConfig {
+    /// HS256 shared secret, for local development and tests.
+    pub hs256_secret: Option<String>,
+    /// JWKS endpoint for RS256/ES256 tokens (Cognito, Auth0) in production.
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
 
 /// The claims Herald reads. `exp` and `sub` are required.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,10 +6,9 @@
 
 pub mod jwks;
 pub mod jwt;
-pub mod role;
 
+pub use crate::domain::{Access, Role};
 pub use jwt::{Claims, Verifier};
-pub use role::{Access, Role};
 
 /// Why a token was refused. Every variant answers 401; the variants exist for logs.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::nullable;
 use crate::domain::{FieldError, FieldErrors, Name, parse_time, parse_uuid};
-use crate::http::body::nullable;
 
 /// `POST /api/campaigns`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

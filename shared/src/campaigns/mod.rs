@@ -53,17 +53,10 @@ pub struct Campaign {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-/// A page of campaigns.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CampaignPage {
-    pub items: Vec<Campaign>,
-    /// Live campaigns matching the filters; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of campaigns.
+    CampaignPage of Campaign,
+    total: " Live campaigns matching the filters; given when paging by `offset`."
 }
 
 /// The payload of `campaign_status_changed`.

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::input::{CampaignPatch, NewCampaign};
 use super::{Action, Campaign, Status, transition};
+use crate::db::StoreError;
 use crate::db::{self, TenantTx};
 use crate::domain::{Cursor, FieldError, Limit, Offset, Paging};
-use crate::http::Problem;
 
 /// The columns of [`Campaign`]; a macro so that statements stay `'static` strings.
 macro_rules! columns {
@@ -35,7 +35,7 @@ pub async fn check_references(
     tx: &mut TenantTx,
     template_id: Option<Uuid>,
     group_id: Option<Uuid>,
-) -> Result<(), Problem> {
+) -> Result<(), StoreError> {
     let mut errors = Vec::new();
     if let Some(id) = template_id
         && !live_template(tx, id).await?
@@ -50,7 +50,7 @@ pub async fn check_references(
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Problem::invalid(errors))
+        Err(StoreError::invalid(errors))
     }
 }
 
@@ -82,7 +82,7 @@ async fn live_group(tx: &mut TenantTx, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(found.is_some())
 }
 
-pub async fn insert(tx: &mut TenantTx, new: &NewCampaign) -> Result<Campaign, Problem> {
+pub async fn insert(tx: &mut TenantTx, new: &NewCampaign) -> Result<Campaign, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "INSERT INTO campaigns (tenant_id, id, name, template_id, group_id, scheduled_at)
@@ -100,7 +100,7 @@ pub async fn insert(tx: &mut TenantTx, new: &NewCampaign) -> Result<Campaign, Pr
     .await?)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -115,7 +115,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, Proble
 
 /// The live campaign, locked until the transaction ends: every change to a campaign reads
 /// it through here, so changes to one campaign happen one after the other.
-pub async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, Problem> {
+pub async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -133,7 +133,7 @@ pub async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, Probl
 pub async fn list(
     tx: &mut TenantTx,
     q: &ListQuery,
-) -> Result<(Vec<Campaign>, Option<i64>), Problem> {
+) -> Result<(Vec<Campaign>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let paging = Paging {
         limit: q.limit,
@@ -156,7 +156,7 @@ pub async fn update(
     tx: &mut TenantTx,
     id: Uuid,
     patch: &CampaignPatch,
-) -> Result<Option<Campaign>, Problem> {
+) -> Result<Option<Campaign>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE campaigns SET
@@ -189,7 +189,7 @@ pub async fn set_status(
     id: Uuid,
     from: Status,
     to: Status,
-) -> Result<Option<Campaign>, Problem> {
+) -> Result<Option<Campaign>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE campaigns SET
@@ -211,7 +211,7 @@ pub async fn set_status(
 }
 
 /// Soft-deletes a campaign that is not running.
-pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, Problem> {
+pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Campaign>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE campaigns SET deleted_at = now(), updated_at = now()
@@ -240,10 +240,10 @@ pub async fn act(
     id: Uuid,
     verb: &str,
     choose: impl FnOnce(&Campaign) -> Action,
-) -> Result<Transitioned, Problem> {
+) -> Result<Transitioned, StoreError> {
     let current = lock(tx, id)
         .await?
-        .ok_or_else(|| Problem::not_found("campaign"))?;
+        .ok_or_else(|| StoreError::not_found("campaign"))?;
     let from = current.status;
     let action = choose(&current);
     let to = transition(from, action).map_err(|_| illegal(from, verb, &current))?;
@@ -256,13 +256,13 @@ pub async fn act(
         Some(campaign) => Ok(Transitioned { campaign, from, to }),
         None => match get(tx, id).await? {
             Some(now) => Err(illegal(now.status, verb, &now)),
-            None => Err(Problem::not_found("campaign")),
+            None => Err(StoreError::not_found("campaign")),
         },
     }
 }
 
 /// The 409 for an action the campaign's current status does not allow.
-pub fn illegal(current: Status, verb: &str, campaign: &Campaign) -> Problem {
+pub fn illegal(current: Status, verb: &str, campaign: &Campaign) -> StoreError {
     let why = match (current, verb) {
         (Status::Scheduled, "start") => match campaign.scheduled_at {
             Some(at) => format!(
@@ -274,7 +274,7 @@ pub fn illegal(current: Status, verb: &str, campaign: &Campaign) -> Problem {
         },
         _ => String::new(),
     };
-    Problem::conflict(format!(
+    StoreError::conflict(format!(
         "the campaign's current status is {current}: it cannot {verb}{why}"
     ))
     .with_current_status(current)
@@ -289,15 +289,15 @@ pub fn start_action(campaign: &Campaign, now: OffsetDateTime) -> Action {
 }
 
 /// A campaign cannot leave draft or scheduled for a template or group deleted since.
-async fn references_still_live(tx: &mut TenantTx, campaign: &Campaign) -> Result<(), Problem> {
+async fn references_still_live(tx: &mut TenantTx, campaign: &Campaign) -> Result<(), StoreError> {
     let template = live_template(tx, campaign.template_id).await?;
     let group = live_group(tx, campaign.group_id).await?;
     match (template, group) {
         (true, true) => Ok(()),
-        (false, _) => Err(Problem::conflict(
+        (false, _) => Err(StoreError::conflict(
             "the campaign's template has been deleted; choose another one first",
         )),
-        (_, false) => Err(Problem::conflict(
+        (_, false) => Err(StoreError::conflict(
             "the campaign's group has been deleted; choose another one first",
         )),
     }

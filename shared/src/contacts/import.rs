@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::input::{CreateContact, NewContact};
+use crate::db::StoreError;
 use crate::domain::FieldError;
-use crate::http::Problem;
 
 pub const MAX_ROWS: usize = 10_000;
 
@@ -49,13 +49,14 @@ pub struct Plan {
     pub report: ImportReport,
 }
 
-/// A JSON array of contacts, each shaped like `POST /api/contacts`. Unlike a CSV file, a
+/// A JSON array of contacts (decoded by the caller), each shaped like `POST /api/contacts`. Unlike a CSV file, a
 /// JSON document has a shape of its own: a row that is not a contact object (wrong types,
 /// unknown or missing fields) makes the whole import 422, every such row named by its
 /// pointer (`/0` is row 1), and nothing is imported. Rows of the right shape with invalid
 /// values (a bad phone) are reported row by row.
-pub fn parse_json(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, Problem> {
-    let items: Vec<Value> = crate::http::body::decode(bytes)?;
+pub fn parse_json(
+    items: Vec<Value>,
+) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, StoreError> {
     check_count(items.len())?;
     let mut rows = Vec::with_capacity(items.len());
     let mut malformed = Vec::new();
@@ -71,7 +72,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldErr
     if malformed.is_empty() {
         Ok(rows)
     } else {
-        Err(Problem::invalid(malformed))
+        Err(StoreError::invalid(malformed))
     }
 }
 
@@ -80,19 +81,19 @@ const MAX_SHAPE_ERRORS: usize = 100;
 
 /// CSV with a header row. `name`, `phone`, `email` and `optedOut` are the contact's own
 /// columns; every other column becomes an attribute (empty cells are left out).
-pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, Problem> {
+pub fn parse_csv(bytes: &[u8]) -> Result<Vec<Result<CreateContact, Vec<FieldError>>>, StoreError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
         .from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|e| Problem::malformed(format!("the CSV header cannot be read: {e}")))?
+        .map_err(|e| StoreError::malformed(format!("the CSV header cannot be read: {e}")))?
         .iter()
         .map(|h| h.to_owned())
         .collect();
     if !headers.iter().any(|h| h.eq_ignore_ascii_case("name")) {
-        return Err(Problem::field(
+        return Err(StoreError::field(
             "",
             "the CSV header must have a `name` column",
         ));
@@ -149,9 +150,9 @@ fn csv_row(
     Ok(contact)
 }
 
-fn check_count(n: usize) -> Result<(), Problem> {
+fn check_count(n: usize) -> Result<(), StoreError> {
     if n > MAX_ROWS {
-        return Err(Problem::field(
+        return Err(StoreError::field(
             "",
             format!("an import holds at most {MAX_ROWS} rows"),
         ));

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::domain::nullable;
 use crate::domain::{Attributes, Email, FieldError, FieldErrors, Name, Phone};
-use crate::http::body::nullable;
 
 /// `POST /api/contacts`. A contact needs a phone, an email, or both.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

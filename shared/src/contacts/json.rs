@@ -18,8 +18,7 @@ use uuid::Uuid;
 use super::ContactRef;
 use crate::rfc3339;
 
-/// A contact with a few attributes takes 260 to 360 bytes (the contacts-list bench's, 357);
-/// room for a page of them without growing and copying it.
+/// Slightly more than a typical contact's JSON: a page fits without growing and copying.
 const BYTES_PER_CONTACT: usize = 384;
 
 /// A [`ContactPage`](super::ContactPage) of `items` as `serde_json::to_vec` writes it, faster.

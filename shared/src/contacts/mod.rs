@@ -26,9 +26,8 @@ pub struct Contact {
     pub email: Option<String>,
     /// Free-form values for templates.
     ///
-    /// Kept as the stored JSON text: the API only passes it on, and parsing every listed
-    /// contact's object into a map only to write it out again was a tenth of a list
-    /// request's CPU. Templates read it through [`Contact::attributes_map`].
+    /// Kept as the stored JSON text: the API only passes it on, so it is never parsed into
+    /// a map to be written out again. Templates read it through [`Contact::attributes_map`].
     #[schema(value_type = Object)]
     pub attributes: JsonbText,
     /// Whether the contact asked not to be messaged; campaigns skip it.
@@ -66,9 +65,9 @@ pub struct ContactRef<'a> {
 }
 
 impl<'r> ContactRef<'r> {
-    /// Decodes by position, in the order of `store::columns!()` (see [`store::COLUMNS`]): a
-    /// list page decodes 11 columns of 51 rows, and looking each one up by name was a tenth
-    /// of the request's CPU. A test holds the statement's column list to [`store::COLUMNS`];
+    /// Decodes by position, in the order of `store::columns!()` (see [`store::COLUMNS`]),
+    /// sparing a lookup by name per column and row. A test holds the statement's column
+    /// list to [`store::COLUMNS`];
     /// a row that carries more (a group's member) has them after these.
     pub fn from_row(row: &'r PgRow) -> Result<ContactRef<'r>, sqlx::Error> {
         // Every statement the tests run checks its columns here; release builds trust them.
@@ -157,15 +156,8 @@ impl Contact {
     }
 }
 
-/// A page of contacts.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ContactPage {
-    pub items: Vec<Contact>,
-    /// Live contacts matching the filters; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of contacts.
+    ContactPage of Contact,
+    total: " Live contacts matching the filters; given when paging by `offset`."
 }

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::Contact;
 use super::input::{ContactPatch, NewContact};
+use crate::db::StoreError;
 use crate::db::{self, TenantTx};
 use crate::domain::{Cursor, Limit, Offset};
-use crate::http::Problem;
 
 /// The columns of [`Contact`]; a macro so that statements stay `'static` strings. `Contact`
 /// decodes them by position: change them together with [`COLUMNS`].
@@ -49,7 +49,7 @@ pub struct ListQuery {
     pub group: Option<Uuid>,
 }
 
-pub async fn insert(tx: &mut TenantTx, new: &NewContact) -> Result<Contact, Problem> {
+pub async fn insert(tx: &mut TenantTx, new: &NewContact) -> Result<Contact, StoreError> {
     let tenant = tx.tenant();
     sqlx::query_as(concat!(
         "INSERT INTO contacts (tenant_id, id, name, phone, email, attributes, opted_out_at)
@@ -70,7 +70,10 @@ pub async fn insert(tx: &mut TenantTx, new: &NewContact) -> Result<Contact, Prob
 }
 
 /// Inserts every contact that conflicts with no live contact; returns those inserted.
-pub async fn insert_many(tx: &mut TenantTx, rows: &[NewContact]) -> Result<Vec<Contact>, Problem> {
+pub async fn insert_many(
+    tx: &mut TenantTx,
+    rows: &[NewContact],
+) -> Result<Vec<Contact>, StoreError> {
     let tenant = tx.tenant();
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
@@ -107,7 +110,7 @@ pub async fn insert_many(tx: &mut TenantTx, rows: &[NewContact]) -> Result<Vec<C
     .await?)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -130,7 +133,10 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem
 /// whether the group holds ten contacts or a million, and however sparse it is among the
 /// tenant's contacts. A plain join lets a generic plan merge-join against every contact
 /// from the newest down, which a deep cursor or a small group makes a scan.
-pub async fn list(tx: &mut TenantTx, q: &ListQuery) -> Result<(Vec<PgRow>, Option<i64>), Problem> {
+pub async fn list(
+    tx: &mut TenantTx,
+    q: &ListQuery,
+) -> Result<(Vec<PgRow>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let mut page = QueryBuilder::<Postgres>::new("");
     push_page(&mut page, tenant, q);
@@ -213,7 +219,7 @@ pub async fn update(
     tx: &mut TenantTx,
     id: Uuid,
     patch: &ContactPatch,
-) -> Result<Option<Contact>, Problem> {
+) -> Result<Option<Contact>, StoreError> {
     let tenant = tx.tenant();
     let phone = patch.phone.as_ref().map(|p| p.as_ref().map(|p| p.as_str()));
     let email = patch.email.as_ref().map(|e| e.as_ref().map(|e| e.as_str()));
@@ -246,7 +252,24 @@ pub async fn update(
     .map_err(conflict)
 }
 
-pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, Problem> {
+/// Marks `contacts` opted out (a provider said so: Twilio's 21610), keeping the first time.
+pub async fn opt_out(tx: &mut TenantTx, contacts: &[Uuid]) -> Result<(), StoreError> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let tenant = tx.tenant();
+    sqlx::query(
+        "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, now()), updated_at = now()
+         WHERE tenant_id = $1 AND id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(contacts)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE contacts SET deleted_at = now(), updated_at = now()
@@ -262,16 +285,16 @@ pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Contact>,
 
 /// Maps the contact constraints to answers that name the field; they are tenant-scoped,
 /// so a conflict only ever concerns the caller's own contacts.
-fn conflict(err: sqlx::Error) -> Problem {
+fn conflict(err: sqlx::Error) -> StoreError {
     match (db::unique_violation(&err), db::check_violation(&err)) {
         (Some("contacts_phone_live"), _) => {
-            Problem::conflict("a contact with this phone already exists")
+            StoreError::conflict("a contact with this phone already exists")
         }
         (Some("contacts_email_live"), _) => {
-            Problem::conflict("a contact with this email already exists")
+            StoreError::conflict("a contact with this email already exists")
         }
         (_, Some("contacts_reachable")) => {
-            Problem::field("", "a contact needs a phone or an email")
+            StoreError::field("", "a contact needs a phone or an email")
         }
         _ => err.into(),
     }

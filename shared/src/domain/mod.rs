@@ -3,15 +3,30 @@
 
 mod attributes;
 mod email;
+mod locale;
 mod name;
 mod page;
 mod phone;
+mod role;
 
 pub use attributes::Attributes;
 pub use email::Email;
+pub use locale::{Locale, LocaleInfo};
 pub use name::Name;
+pub(crate) use page::page;
 pub use page::{Cursor, Limit, Offset, Paging};
 pub use phone::Phone;
+pub use role::{Access, Role};
+
+/// Deserializer for fields where `null` (clear the value) differs from absent (leave it):
+/// absent stays `None` through `#[serde(default)]`, `null` becomes `Some(None)`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
 
 /// A UUID given in a body or query string.
 pub fn parse_uuid(raw: &str) -> Result<uuid::Uuid, Invalid> {
@@ -48,6 +63,15 @@ impl FieldError {
         FieldError {
             pointer: pointer.into(),
             detail: detail.into(),
+        }
+    }
+
+    /// One line for a list of them: the only one, or how many there are.
+    pub fn summary(errors: &[FieldError]) -> String {
+        match errors {
+            [one] if one.pointer.is_empty() => one.detail.clone(),
+            [one] => format!("{} {}", one.pointer, one.detail),
+            _ => format!("{} fields are invalid", errors.len()),
         }
     }
 }

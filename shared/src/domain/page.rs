@@ -5,6 +5,28 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::Invalid;
 
+/// Declares a list's answer: its `items`, their `total` when paging by `offset` (what it
+/// counts, in a line), and the cursor of the next page. A macro rather than a generic
+/// `Page<T>`: utoipa names a generic's instances `Page_Contact`, which would rename the
+/// schemas clients generate code from.
+macro_rules! page {
+    ($(#[$attr:meta])* $name:ident of $item:ty, total: $total:literal) => {
+        #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        $(#[$attr])*
+        pub struct $name {
+            pub items: Vec<$item>,
+            #[doc = $total]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub total: Option<i64>,
+            /// Pass as `cursor` for the next page; absent on the last page.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub next_cursor: Option<String>,
+        }
+    };
+}
+pub(crate) use page;
+
 /// Page size: 1 to 200, default 50.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(u32);

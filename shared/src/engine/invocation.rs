@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::db::Database;
-use crate::http::Problem;
+use crate::db::StoreError;
 use crate::metrics;
 
 use super::scheduler;
@@ -19,24 +19,24 @@ pub const SENDER_BUDGET: Duration = Duration::from_secs(10 * 60);
 async fn measured<T: serde::Serialize>(
     function: &'static str,
     request_id: &str,
-    work: impl Future<Output = Result<T, Problem>>,
-) -> Result<Value, Problem> {
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<Value, StoreError> {
     let result = metrics::instrument(function, "invoke", request_id, Box::pin(work)).await;
     result.map(|v| json!(v))
 }
 
 /// The `scheduler` function's handler body.
-pub async fn schedule(db: &Database, request_id: &str) -> Result<Value, Problem> {
+pub async fn schedule(db: &Database, request_id: &str) -> Result<Value, StoreError> {
     measured("scheduler", request_id, async {
         let started = scheduler::run_once(db).await?;
-        let purged = crate::idempotency::purge(db).await?;
+        let purged = crate::idempotency::store::purge(db).await?;
         Ok(json!({ "started": started, "purgedIdempotencyKeys": purged }))
     })
     .await
 }
 
 /// The `sender` function's handler body.
-pub async fn send(sender: &Sender, request_id: &str) -> Result<Value, Problem> {
+pub async fn send(sender: &Sender, request_id: &str) -> Result<Value, StoreError> {
     measured("sender", request_id, async {
         let report = sender.run_once(SENDER_BUDGET).await?;
         Ok(json!({

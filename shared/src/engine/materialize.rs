@@ -11,8 +11,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::db::StoreError;
 use crate::db::TenantTx;
-use crate::http::Problem;
 use crate::stats::{self, Rows};
 
 /// What a step did.
@@ -33,18 +33,17 @@ struct State {
     materialized_at: Option<OffsetDateTime>,
 }
 
+/// What one batch did: the last member it read, how many it read and how many it queued.
+#[derive(sqlx::FromRow)]
+struct Batch {
+    last: Option<Uuid>,
+    seen: i64,
+    queued: i64,
+}
+
 /// One batch of at most `size` group members for `campaign`, in the caller's transaction.
-pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, Problem> {
-    let tenant = tx.tenant();
-    let Some(state): Option<State> = sqlx::query_as(
-        "SELECT group_id, status, channel, materialized_through, materialized_at
-         FROM campaigns WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .fetch_optional(tx.conn())
-    .await?
-    else {
+pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, StoreError> {
+    let Some(state) = lock(tx, campaign).await? else {
         return Ok(Step::Done);
     };
     if state.materialized_at.is_some() || !matches!(state.status.as_str(), "running" | "paused") {
@@ -52,34 +51,83 @@ pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, 
     }
     let channel = match state.channel {
         Some(c) => c,
-        // First step: the template as it is now is the one every message renders.
-        None => {
-            let (channel, members): (String, Option<i32>) = sqlx::query_as(
-                "UPDATE campaigns c SET channel = t.channel, subject_source = t.subject,
-                    body_source = t.body
-             FROM message_templates t
-             WHERE c.tenant_id = $1 AND c.id = $2 AND t.tenant_id = $1 AND t.id = c.template_id
-             RETURNING c.channel,
-                (SELECT g.member_count FROM groups g WHERE g.tenant_id = $1 AND g.id = c.group_id)",
-            )
-            .bind(tenant)
-            .bind(campaign)
-            .fetch_one(tx.conn())
-            .await?;
-            // Every batch looks members up in their contacts: on rows the planner has never
-            // seen, it would scan the tenant's contacts once per member instead.
-            let members = u64::try_from(members.unwrap_or(0)).unwrap_or(0);
-            stats::analyze_if_unseen(tx, Rows::GroupMembers(state.group_id), members).await?;
-            stats::analyze_if_unseen(tx, Rows::Contacts, members).await?;
-            channel
-        }
+        None => fix_template(tx, campaign, state.group_id).await?,
     };
+    let from = state.materialized_through.unwrap_or(Uuid::nil());
+    let batch = queue_batch(tx, campaign, state.group_id, &channel, from, size).await?;
+    let done = batch.seen < size;
+    advance(tx, campaign, &batch, done).await?;
+    // Lists by campaign walk `messages_by_campaign` only once the planner knows its rows.
+    let queued_rows = u64::try_from(batch.queued).unwrap_or(0);
+    stats::analyze_if_unseen(tx, Rows::CampaignMessages(campaign), queued_rows).await?;
+    if done {
+        // A campaign with no recipients at all is complete at once.
+        super::queue::complete_if_done(tx, campaign).await?;
+        return Ok(Step::Done);
+    }
+    Ok(Step::More {
+        queued: batch.queued,
+    })
+}
+
+/// The campaign's materialisation state, its row locked for the step.
+async fn lock(tx: &mut TenantTx, campaign: Uuid) -> Result<Option<State>, StoreError> {
+    let tenant = tx.tenant();
+    Ok(sqlx::query_as(
+        "SELECT group_id, status, channel, materialized_through, materialized_at
+         FROM campaigns WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+/// First step: the template as it is now is the one every message renders. Answers the
+/// campaign's channel.
+async fn fix_template(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    group: Uuid,
+) -> Result<String, StoreError> {
+    let tenant = tx.tenant();
+    let (channel, members): (String, Option<i32>) = sqlx::query_as(
+        "UPDATE campaigns c SET channel = t.channel, subject_source = t.subject,
+            body_source = t.body
+         FROM message_templates t
+         WHERE c.tenant_id = $1 AND c.id = $2 AND t.tenant_id = $1 AND t.id = c.template_id
+         RETURNING c.channel,
+            (SELECT g.member_count FROM groups g WHERE g.tenant_id = $1 AND g.id = c.group_id)",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_one(tx.conn())
+    .await?;
+    // Every batch looks members up in their contacts: on rows the planner has never seen,
+    // it would scan the tenant's contacts once per member instead.
+    let members = u64::try_from(members.unwrap_or(0)).unwrap_or(0);
+    stats::analyze_if_unseen(tx, Rows::GroupMembers(group), members).await?;
+    stats::analyze_if_unseen(tx, Rows::Contacts, members).await?;
+    Ok(channel)
+}
+
+/// Queues a message for each of the next `size` members after `from` that is live, not
+/// opted out and has an address for `channel`, in one `INSERT … SELECT`.
+async fn queue_batch(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    group: Uuid,
+    channel: &str,
+    from: Uuid,
+    size: i64,
+) -> Result<Batch, StoreError> {
+    let tenant = tx.tenant();
     // created_at is the ids' time, to the millisecond, as for every message.
     let now = OffsetDateTime::now_utc();
     let now = now
         .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .unwrap_or(now);
-    let (last, seen, queued): (Option<Uuid>, i64, i64) = sqlx::query_as(
+    Ok(sqlx::query_as(
         "WITH batch AS (
             SELECT gc.contact_id FROM group_contacts gc
             WHERE gc.tenant_id = $1 AND gc.group_id = $2 AND gc.contact_id > $3
@@ -98,20 +146,29 @@ pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, 
             DO NOTHING
             RETURNING 1
          )
-         SELECT (SELECT contact_id FROM batch ORDER BY contact_id DESC LIMIT 1),
-                (SELECT count(*) FROM batch),
-                (SELECT count(*) FROM queued)",
+         SELECT (SELECT contact_id FROM batch ORDER BY contact_id DESC LIMIT 1) AS last,
+                (SELECT count(*) FROM batch) AS seen,
+                (SELECT count(*) FROM queued) AS queued",
     )
     .bind(tenant)
-    .bind(state.group_id)
-    .bind(state.materialized_through.unwrap_or(Uuid::nil()))
+    .bind(group)
+    .bind(from)
     .bind(size)
     .bind(campaign)
-    .bind(&channel)
+    .bind(channel)
     .bind(now)
     .fetch_one(tx.conn())
-    .await?;
-    let done = seen < size;
+    .await?)
+}
+
+/// Moves the campaign's keyset past the batch and adds what it queued to its counters.
+async fn advance(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    batch: &Batch,
+    done: bool,
+) -> Result<(), StoreError> {
+    let tenant = tx.tenant();
     sqlx::query(
         "UPDATE campaigns SET
             materialized_through = coalesce($3, materialized_through),
@@ -123,18 +180,10 @@ pub async fn step(tx: &mut TenantTx, campaign: Uuid, size: i64) -> Result<Step, 
     )
     .bind(tenant)
     .bind(campaign)
-    .bind(last)
+    .bind(batch.last)
     .bind(done)
-    .bind(queued as i32)
+    .bind(batch.queued as i32)
     .execute(tx.conn())
     .await?;
-    // Lists by campaign walk `messages_by_campaign` only once the planner knows its rows.
-    let queued_rows = u64::try_from(queued).unwrap_or(0);
-    stats::analyze_if_unseen(tx, Rows::CampaignMessages(campaign), queued_rows).await?;
-    if done {
-        // A campaign with no recipients at all is complete at once.
-        super::queue::complete_if_done(tx, campaign).await?;
-        return Ok(Step::Done);
-    }
-    Ok(Step::More { queued })
+    Ok(())
 }

@@ -8,9 +8,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::campaigns::{Campaign, Status, StatusChanged, store as campaigns};
+use crate::contacts::store as contacts;
+use crate::db::StoreError;
 use crate::db::TenantTx;
 use crate::events::{self, EventType};
-use crate::http::Problem;
+use crate::messages::input::StatusReport;
+use crate::messages::store as messages;
 use crate::messages::{Message, MessageStatus};
 
 /// The columns of [`Message`] (as `messages::store` selects them); a macro so that
@@ -45,7 +48,7 @@ pub async fn claim(
     tx: &mut TenantTx,
     limit: i64,
     lease: Duration,
-) -> Result<Vec<Claimed>, Problem> {
+) -> Result<Vec<Claimed>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(
         "WITH picked AS MATERIALIZED (
@@ -91,7 +94,7 @@ pub struct Recipient {
 pub async fn recipients(
     tx: &mut TenantTx,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, Recipient>, Problem> {
+) -> Result<HashMap<Uuid, Recipient>, StoreError> {
     let tenant = tx.tenant();
     let rows: Vec<Recipient> = sqlx::query_as(
         "SELECT id, name, phone, email, attributes,
@@ -116,7 +119,10 @@ pub struct CampaignTemplate {
     pub body_source: Option<String>,
 }
 
-pub async fn templates(tx: &mut TenantTx, ids: &[Uuid]) -> Result<Vec<CampaignTemplate>, Problem> {
+pub async fn templates(
+    tx: &mut TenantTx,
+    ids: &[Uuid],
+) -> Result<Vec<CampaignTemplate>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(
         "SELECT id, name, recipients_count, channel, subject_source, body_source
@@ -161,6 +167,58 @@ struct Tally {
     trailing_errors: i32,
 }
 
+/// A batch's outcomes, column by column, as `unnest` takes them.
+#[derive(Default)]
+struct Batch {
+    /// Messages that end this attempt: sent, failed or cancelled.
+    ended: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+    provider_ids: Vec<Option<String>>,
+    bodies: Vec<Option<String>>,
+    /// Messages to try again after their backoff.
+    retried: Vec<Uuid>,
+    retry_errors: Vec<String>,
+    retry_after: Vec<f64>,
+    /// Contacts the provider says opted out.
+    opted_out: Vec<Uuid>,
+    /// The campaigns the batch touches, sorted.
+    campaigns: Vec<Uuid>,
+}
+
+impl Batch {
+    fn of(outcomes: &[(Claimed, Outcome)]) -> Batch {
+        let mut b = Batch::default();
+        for (m, outcome) in outcomes {
+            let (status, error, provider_id, body) = match outcome {
+                Outcome::Sent { provider_id, body } => ("sent", None, provider_id, body),
+                Outcome::Failed { error, opted_out } => {
+                    if *opted_out {
+                        b.opted_out.push(m.contact_id);
+                    }
+                    ("failed", Some(error), &None, &None)
+                }
+                Outcome::Cancelled { error } => ("cancelled", Some(error), &None, &None),
+                Outcome::Retry { error, after } => {
+                    b.retried.push(m.id);
+                    b.retry_errors.push(error.clone());
+                    b.retry_after.push(after.as_secs_f64());
+                    continue;
+                }
+            };
+            b.ended.push(m.id);
+            b.statuses.push(status);
+            b.errors.push(error.cloned());
+            b.provider_ids.push(provider_id.clone());
+            b.bodies.push(body.clone());
+        }
+        b.campaigns = outcomes.iter().filter_map(|(m, _)| m.campaign_id).collect();
+        b.campaigns.sort();
+        b.campaigns.dedup();
+        b
+    }
+}
+
 /// Records a batch's outcomes in one transaction: message statuses (only of messages still
 /// `sending`: a status callback may have overtaken the sender), opted-out contacts,
 /// counters once per campaign, the pause after too many failures in a row, progress
@@ -169,144 +227,100 @@ pub async fn record(
     tx: &mut TenantTx,
     outcomes: &[(Claimed, Outcome)],
     max_failures: i32,
-) -> Result<(), Problem> {
-    let tenant = tx.tenant();
-    let mut sent_ids = Vec::new();
-    let mut sent_pids: Vec<Option<String>> = Vec::new();
-    let mut sent_bodies: Vec<Option<String>> = Vec::new();
-    let mut failed_ids = Vec::new();
-    let mut failed_errors = Vec::new();
-    let mut retry_ids = Vec::new();
-    let mut retry_errors = Vec::new();
-    let mut retry_after = Vec::new();
-    let mut cancelled_ids = Vec::new();
-    let mut cancelled_errors = Vec::new();
-    let mut opted_out = Vec::new();
-    for (m, outcome) in outcomes {
-        match outcome {
-            Outcome::Sent { provider_id, body } => {
-                sent_ids.push(m.id);
-                sent_pids.push(provider_id.clone());
-                sent_bodies.push(body.clone());
-            }
-            Outcome::Retry { error, after } => {
-                retry_ids.push(m.id);
-                retry_errors.push(error.clone());
-                retry_after.push(after.as_secs_f64());
-            }
-            Outcome::Failed {
-                error,
-                opted_out: out,
-            } => {
-                failed_ids.push(m.id);
-                failed_errors.push(error.clone());
-                if *out {
-                    opted_out.push(m.contact_id);
-                }
-            }
-            Outcome::Cancelled { error } => {
-                cancelled_ids.push(m.id);
-                cancelled_errors.push(error.clone());
-            }
-        }
-    }
-
+) -> Result<(), StoreError> {
+    let batch = Batch::of(outcomes);
     // Lock order: campaigns before their messages, as cancel and pause take them, so a
     // batch being recorded and a cancel wait for each other instead of deadlocking.
-    let mut campaign_ids: Vec<Uuid> = outcomes.iter().filter_map(|(m, _)| m.campaign_id).collect();
-    campaign_ids.sort();
-    campaign_ids.dedup();
-    if !campaign_ids.is_empty() {
+    lock_campaigns(tx, &batch.campaigns).await?;
+    let changed = end(tx, &batch).await?;
+    retry_later(tx, &batch).await?;
+    contacts::opt_out(tx, &batch.opted_out).await?;
+    let small = count(tx, tally(outcomes, &changed), max_failures).await?;
+    // Direct messages and small campaigns announce every message; large ones announce
+    // campaign_progress instead.
+    let announce: Vec<StatusChangedOwned> = changed
+        .into_iter()
+        .filter(|m| m.campaign_id.is_none_or(|c| small.contains(&c)))
+        .map(|m| StatusChangedOwned {
+            to: m.status,
+            message: m,
+            from: MessageStatus::Sending,
+        })
+        .collect();
+    events::emit_all(tx, EventType::MessageStatusChanged, &announce).await?;
+    Ok(())
+}
+
+async fn lock_campaigns(tx: &mut TenantTx, campaigns: &[Uuid]) -> Result<(), StoreError> {
+    if !campaigns.is_empty() {
+        let tenant = tx.tenant();
         sqlx::query(
             "SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
         )
         .bind(tenant)
-        .bind(&campaign_ids)
+        .bind(campaigns)
         .execute(tx.conn())
         .await?;
     }
+    Ok(())
+}
 
-    let mut changed: Vec<Message> = Vec::new();
-    if !sent_ids.is_empty() {
-        changed.extend(
-            sqlx::query_as::<_, Message>(concat!(
-                "UPDATE messages m SET status = 'sent', sent_at = now(), leased_until = NULL,
-                    error = NULL, updated_at = now(),
-                    provider_message_id = coalesce(r.pid, m.provider_message_id),
-                    body = coalesce(r.body, m.body)
-                 FROM unnest($2::uuid[], $3::text[], $4::text[]) AS r(id, pid, body)
-                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
-                 RETURNING ",
-                message_columns!()
-            ))
-            .bind(tenant)
-            .bind(&sent_ids)
-            .bind(&sent_pids)
-            .bind(&sent_bodies)
-            .fetch_all(tx.conn())
-            .await?,
-        );
+/// Sent, failed and cancelled messages, in one statement; answers the rows it changed, in
+/// claim order.
+async fn end(tx: &mut TenantTx, b: &Batch) -> Result<Vec<Message>, StoreError> {
+    if b.ended.is_empty() {
+        return Ok(Vec::new());
     }
-    if !failed_ids.is_empty() {
-        changed.extend(
-            sqlx::query_as::<_, Message>(concat!(
-                "UPDATE messages m SET status = 'failed', failed_at = now(), leased_until = NULL,
-                    error = left(r.error, 2000), updated_at = now()
-                 FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
-                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
-                 RETURNING ",
-                message_columns!()
-            ))
-            .bind(tenant)
-            .bind(&failed_ids)
-            .bind(&failed_errors)
-            .fetch_all(tx.conn())
-            .await?,
-        );
-    }
-    if !cancelled_ids.is_empty() {
-        changed.extend(
-            sqlx::query_as::<_, Message>(concat!(
-                "UPDATE messages m SET status = 'cancelled', cancelled_at = now(),
-                    leased_until = NULL, error = left(r.error, 2000), updated_at = now()
-                 FROM unnest($2::uuid[], $3::text[]) AS r(id, error)
-                 WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
-                 RETURNING ",
-                message_columns!()
-            ))
-            .bind(tenant)
-            .bind(&cancelled_ids)
-            .bind(&cancelled_errors)
-            .fetch_all(tx.conn())
-            .await?,
-        );
-    }
-    if !retry_ids.is_empty() {
-        sqlx::query(
-            "UPDATE messages m SET leased_until = now() + make_interval(secs => r.after),
-                error = left(r.error, 2000), updated_at = now()
-             FROM unnest($2::uuid[], $3::text[], $4::float8[]) AS r(id, error, after)
-             WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'",
-        )
-        .bind(tenant)
-        .bind(&retry_ids)
-        .bind(&retry_errors)
-        .bind(&retry_after)
-        .execute(tx.conn())
-        .await?;
-    }
-    if !opted_out.is_empty() {
-        sqlx::query(
-            "UPDATE contacts SET opted_out_at = coalesce(opted_out_at, now()), updated_at = now()
-             WHERE tenant_id = $1 AND id = ANY($2)",
-        )
-        .bind(tenant)
-        .bind(&opted_out)
-        .execute(tx.conn())
-        .await?;
-    }
+    let tenant = tx.tenant();
+    let mut changed: Vec<Message> = sqlx::query_as(concat!(
+        "UPDATE messages m SET status = r.status, leased_until = NULL, updated_at = now(),
+            sent_at = CASE WHEN r.status = 'sent' THEN now() ELSE m.sent_at END,
+            failed_at = CASE WHEN r.status = 'failed' THEN now() ELSE m.failed_at END,
+            cancelled_at = CASE WHEN r.status = 'cancelled' THEN now() ELSE m.cancelled_at END,
+            error = left(r.error, 2000),
+            provider_message_id = coalesce(r.pid, m.provider_message_id),
+            body = coalesce(r.body, m.body)
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+              AS r(id, status, error, pid, body)
+         WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
+         RETURNING ",
+        message_columns!()
+    ))
+    .bind(tenant)
+    .bind(&b.ended)
+    .bind(&b.statuses)
+    .bind(&b.errors)
+    .bind(&b.provider_ids)
+    .bind(&b.bodies)
+    .fetch_all(tx.conn())
+    .await?;
+    changed.sort_by_key(|m| m.id);
+    Ok(changed)
+}
 
-    // Tallies per campaign, from what was applied (in claim order for the failure run).
+/// Moves the lease of messages to retry to the end of their backoff.
+async fn retry_later(tx: &mut TenantTx, b: &Batch) -> Result<(), StoreError> {
+    if b.retried.is_empty() {
+        return Ok(());
+    }
+    let tenant = tx.tenant();
+    sqlx::query(
+        "UPDATE messages m SET leased_until = now() + make_interval(secs => r.after),
+            error = left(r.error, 2000), updated_at = now()
+         FROM unnest($2::uuid[], $3::text[], $4::float8[]) AS r(id, error, after)
+         WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'",
+    )
+    .bind(tenant)
+    .bind(&b.retried)
+    .bind(&b.retry_errors)
+    .bind(&b.retry_after)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Per-campaign tallies of what was applied, in claim order for the run of failures.
+fn tally(outcomes: &[(Claimed, Outcome)], changed: &[Message]) -> HashMap<Uuid, Tally> {
     let applied: HashMap<Uuid, MessageStatus> = changed.iter().map(|m| (m.id, m.status)).collect();
     let mut tallies: HashMap<Uuid, Tally> = HashMap::new();
     for (m, outcome) in outcomes {
@@ -331,18 +345,28 @@ pub async fn record(
             _ => {}
         }
     }
+    tallies
+}
 
+/// Adds each campaign's tallies to its counters, pauses it after too many failures in a
+/// row, announces its progress and completes it when done. Answers the campaigns small
+/// enough to announce every message.
+async fn count(
+    tx: &mut TenantTx,
+    tallies: HashMap<Uuid, Tally>,
+    max_failures: i32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let tenant = tx.tenant();
     let mut small = Vec::new();
     for (campaign, t) in tallies {
-        let row: Option<(String, i32, i32, bool)> = sqlx::query_as(
+        let row: Option<(String, i32, i32)> = sqlx::query_as(
             "UPDATE campaigns SET
                 sent_count = sent_count + $3,
                 failed_count = failed_count + $4,
                 consecutive_failures = CASE WHEN $3 > 0 THEN $6 ELSE consecutive_failures + $5 END,
                 updated_at = now()
              WHERE tenant_id = $1 AND id = $2
-             RETURNING status, consecutive_failures, recipients_count,
-                       materialized_at IS NOT NULL",
+             RETURNING status, consecutive_failures, recipients_count",
         )
         .bind(tenant)
         .bind(campaign)
@@ -352,7 +376,7 @@ pub async fn record(
         .bind(t.trailing_errors)
         .fetch_optional(tx.conn())
         .await?;
-        let Some((status, failures, recipients, _)) = row else {
+        let Some((status, failures, recipients)) = row else {
             continue;
         };
         if recipients <= super::PER_MESSAGE_EVENTS_UP_TO {
@@ -364,20 +388,7 @@ pub async fn record(
         progress(tx, campaign).await?;
         complete_if_done(tx, campaign).await?;
     }
-
-    // Direct messages and small campaigns announce every message; large ones announce
-    // campaign_progress instead.
-    let announce: Vec<StatusChangedOwned> = changed
-        .into_iter()
-        .filter(|m| m.campaign_id.is_none_or(|c| small.contains(&c)))
-        .map(|m| StatusChangedOwned {
-            to: m.status,
-            message: m,
-            from: MessageStatus::Sending,
-        })
-        .collect();
-    events::emit_all(tx, EventType::MessageStatusChanged, &announce).await?;
-    Ok(())
+    Ok(small)
 }
 
 /// `message_status_changed`'s payload (as [`crate::messages::StatusChanged`], owned).
@@ -392,7 +403,7 @@ async fn pause_for_failures(
     tx: &mut TenantTx,
     campaign: Uuid,
     failures: i32,
-) -> Result<(), Problem> {
+) -> Result<(), StoreError> {
     let Some(paused) = campaigns::set_status(tx, campaign, Status::Running, Status::Paused).await?
     else {
         return Ok(());
@@ -411,13 +422,43 @@ pub async fn emit_status(
     campaign: &Campaign,
     from: Status,
     to: Status,
-) -> Result<(), Problem> {
+) -> Result<(), StoreError> {
     events::emit(
         tx,
         EventType::CampaignStatusChanged,
         &StatusChanged { campaign, from, to },
     )
     .await?;
+    Ok(())
+}
+
+/// Records a provider's report on one message: its status (if it moves the message
+/// forward), the event, the campaign's progress, and the contact's opt-out when the
+/// provider says the recipient opted out.
+pub async fn apply_report(
+    tx: &mut TenantTx,
+    message: Uuid,
+    report: &StatusReport,
+    opted_out: bool,
+) -> Result<(), StoreError> {
+    let Some(messages::Outcome::Applied { message, from }) =
+        messages::update_status(tx, message, report).await?
+    else {
+        return Ok(());
+    };
+    let to = report.status;
+    let changed = crate::messages::StatusChanged {
+        message: &message,
+        from,
+        to,
+    };
+    events::emit(tx, EventType::MessageStatusChanged, &changed).await?;
+    if let Some(campaign) = message.campaign_id {
+        progress(tx, campaign).await?;
+    }
+    if opted_out {
+        contacts::opt_out(tx, &[message.contact_id]).await?;
+    }
     Ok(())
 }
 
@@ -434,7 +475,7 @@ pub struct Progress {
     pub failed_count: i32,
 }
 
-pub async fn progress(tx: &mut TenantTx, campaign: Uuid) -> Result<(), Problem> {
+pub async fn progress(tx: &mut TenantTx, campaign: Uuid) -> Result<(), StoreError> {
     let tenant = tx.tenant();
     let due: Option<Progress> = sqlx::query_as(
         "UPDATE campaigns SET progress_emitted_at = now()
@@ -456,7 +497,7 @@ pub async fn progress(tx: &mut TenantTx, campaign: Uuid) -> Result<(), Problem> 
 /// Completes a running or paused campaign whose recipients are all queued and none of whose
 /// messages is queued or in flight. The campaign row is locked first, so of two senders
 /// finishing at once one completes it and the other sees it completed.
-pub async fn complete_if_done(tx: &mut TenantTx, campaign: Uuid) -> Result<bool, Problem> {
+pub async fn complete_if_done(tx: &mut TenantTx, campaign: Uuid) -> Result<bool, StoreError> {
     let tenant = tx.tenant();
     let Some(current) = campaigns::lock(tx, campaign).await? else {
         return Ok(false);
@@ -486,7 +527,7 @@ pub async fn complete_if_done(tx: &mut TenantTx, campaign: Uuid) -> Result<bool,
     Ok(true)
 }
 
-async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), Problem> {
+async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), StoreError> {
     let p = Progress {
         campaign_id: c.id,
         recipients_count: c.recipients_count,
@@ -503,7 +544,7 @@ async fn progress_final(tx: &mut TenantTx, c: &Campaign) -> Result<(), Problem> 
 /// Cancels the messages a cancel had to leave `sending` because their lease had not run out
 /// yet (waiting on a retry's backoff, or in flight), once it has: they would otherwise stay
 /// `sending` for ever, since nothing claims messages of a campaign that is not running.
-pub async fn sweep_cancelled(tx: &mut TenantTx) -> Result<u64, Problem> {
+pub async fn sweep_cancelled(tx: &mut TenantTx) -> Result<u64, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query(
         "WITH left_behind AS MATERIALIZED (
@@ -527,7 +568,7 @@ pub async fn sweep_cancelled(tx: &mut TenantTx) -> Result<u64, Problem> {
 /// it is sent beyond the messages already in flight. Rows a sender is claiming right now
 /// are skipped, not waited for: they are in flight (and waiting on them while holding the
 /// campaign row could deadlock with that sender).
-pub async fn cancel_queued(tx: &mut TenantTx, campaign: Uuid) -> Result<u64, Problem> {
+pub async fn cancel_queued(tx: &mut TenantTx, campaign: Uuid) -> Result<u64, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query(
         "WITH waiting AS MATERIALIZED (

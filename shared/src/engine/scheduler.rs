@@ -10,11 +10,11 @@
 use uuid::Uuid;
 
 use crate::campaigns::{Action, store as campaigns};
+use crate::db::StoreError;
 use crate::db::{Database, TenantTx};
-use crate::http::Problem;
 
 /// Starts due campaigns until none is left; returns the ones this invocation started.
-pub async fn run_once(db: &Database) -> Result<Vec<Uuid>, Problem> {
+pub async fn run_once(db: &Database) -> Result<Vec<Uuid>, StoreError> {
     let mut started = Vec::new();
     // Campaigns that could not start (their template or group was deleted) are skipped for
     // the rest of this invocation, so one of them cannot stall the others.
@@ -39,9 +39,9 @@ pub async fn run_once(db: &Database) -> Result<Vec<Uuid>, Problem> {
                 tracing::info!(tenant_id = %tenant, campaign_id = %id, "scheduled campaign started");
                 started.push(id);
             }
-            Err(problem) => {
+            Err(err) => {
                 tx.rollback().await?;
-                tracing::warn!(tenant_id = %tenant, campaign_id = %id, detail = ?problem.detail, "scheduled campaign cannot start");
+                tracing::warn!(tenant_id = %tenant, campaign_id = %id, error = %err.report(), "scheduled campaign cannot start");
                 skip.push(id);
             }
         }

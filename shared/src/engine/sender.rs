@@ -16,9 +16,11 @@ use super::Tuning;
 use super::materialize::{self, Step};
 use super::queue::{self, Claimed, Outcome, Recipient};
 use crate::db::Database;
-use crate::http::Problem;
+use crate::db::StoreError;
 use crate::messages::Channel;
-use crate::providers::{Delivery, Outbound, Outgoing, ProviderConfig, store as providers};
+use crate::providers::{
+    Delivery, Outbound, Outgoing, Provider, ProviderConfig, store as providers,
+};
 use crate::templates::Channel as TemplateChannel;
 use crate::templates::render::{Compiled, ContactVars, RenderContext};
 
@@ -29,20 +31,20 @@ const ATTEMPTS: u32 = 3;
 /// and recording at once can deadlock in PostgreSQL, which then aborts one of them; each
 /// transaction here changes only rows still in the state it expects, so running it again
 /// after an abort applies it exactly once.
-async fn retrying<T, F, Fut>(tenant: Uuid, what: &str, mut run: F) -> Result<T, Problem>
+async fn retrying<T, F, Fut>(tenant: Uuid, what: &str, mut run: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Problem>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut attempt = 1;
     loop {
         match run().await {
             Ok(done) => return Ok(done),
-            Err(problem) if attempt < ATTEMPTS => {
-                tracing::warn!(%tenant, attempt, detail = ?problem.detail, "{what} failed; retrying");
+            Err(err) if attempt < ATTEMPTS => {
+                tracing::warn!(%tenant, attempt, error = %err.report(), "{what} failed; retrying");
                 attempt += 1;
             }
-            Err(problem) => return Err(problem),
+            Err(err) => return Err(err),
         }
     }
 }
@@ -58,6 +60,17 @@ pub struct Report {
 }
 
 impl Report {
+    fn count(&mut self, outcomes: &[(Claimed, Outcome)]) {
+        for (_, o) in outcomes {
+            match o {
+                Outcome::Sent { .. } => self.sent += 1,
+                Outcome::Failed { .. } => self.failed += 1,
+                Outcome::Retry { .. } => self.retried += 1,
+                Outcome::Cancelled { .. } => {}
+            }
+        }
+    }
+
     fn add(&mut self, other: &Report) {
         self.queued += other.queued;
         self.claimed += other.claimed;
@@ -93,7 +106,7 @@ impl Sender {
 
     /// Works until nothing is left to do or `budget` has passed (one Lambda invocation keeps
     /// well inside its 15 minutes; what remains is the next invocation's).
-    pub async fn run_once(&self, budget: Duration) -> Result<Report, Problem> {
+    pub async fn run_once(&self, budget: Duration) -> Result<Report, StoreError> {
         let deadline = Instant::now() + budget;
         let mut report = Report::default();
         loop {
@@ -144,7 +157,7 @@ impl Sender {
 
     /// Sends `tenant`'s batches one after another until none is left, a batch fails, or the
     /// deadline passes.
-    async fn drain(&self, tenant: Uuid, deadline: Instant) -> Result<Report, Problem> {
+    async fn drain(&self, tenant: Uuid, deadline: Instant) -> Result<Report, StoreError> {
         let mut report = Report::default();
         while Instant::now() < deadline {
             if self.send_batch(tenant, &mut report).await? == 0 {
@@ -154,7 +167,7 @@ impl Sender {
         Ok(report)
     }
 
-    async fn provider_config(&self, tenant: Uuid) -> Result<Option<ProviderConfig>, Problem> {
+    async fn provider_config(&self, tenant: Uuid) -> Result<Option<ProviderConfig>, StoreError> {
         let mut tx = self.db.begin_service(tenant).await?;
         let config = providers::get(&mut tx).await?;
         tx.commit().await?;
@@ -165,18 +178,12 @@ impl Sender {
     }
 
     /// One batch of one tenant: claim, render, send, record. Returns how many were claimed.
-    async fn send_batch(&self, tenant: Uuid, report: &mut Report) -> Result<usize, Problem> {
+    async fn send_batch(&self, tenant: Uuid, report: &mut Report) -> Result<usize, StoreError> {
         let Some(config) = self.provider_config(tenant).await? else {
             tracing::warn!(tenant_id = %tenant, "messages wait: the tenant has no delivery provider");
             return Ok(0);
         };
-        let mut limit = self.tuning.claim_batch;
-        if let Some(rate) = config.messages_per_second {
-            // Claim no more than can go out well within the lease.
-            let fits = (f64::from(rate) * self.tuning.lease.as_secs_f64() / 2.0) as i64;
-            limit = limit.min(fits.max(1));
-        }
-
+        let limit = self.claim_limit(&config);
         let prepared = retrying(tenant, "claiming a batch", || self.claim(tenant, limit)).await?;
         if prepared.is_empty() {
             return Ok(0);
@@ -191,73 +198,84 @@ impl Sender {
             .iter()
             .map(|_| interval.map(|i| self.slot(tenant, i)))
             .collect();
-        let tuning = &self.tuning;
-        let provider = &provider;
-        let outcomes: Vec<(Claimed, Outcome)> =
+        let mut outcomes: Vec<(Claimed, Outcome)> =
             futures_util::stream::iter(prepared.into_iter().zip(slots))
-                .map(|((m, p), slot)| async move {
-                    let outcome = match p {
-                        Prepared::Skip(outcome) => outcome,
-                        Prepared::Send(out) => {
-                            if let Some(at) = slot {
-                                tokio::time::sleep_until(at.into()).await;
-                            }
-                            match provider.send(&out).await {
-                                Delivery::Sent { provider_id } => Outcome::Sent {
-                                    provider_id,
-                                    body: (m.body.as_deref() != Some(out.body.as_str()))
-                                        .then(|| out.body.clone()),
-                                },
-                                Delivery::Permanent(error) => Outcome::Failed {
-                                    error,
-                                    opted_out: false,
-                                },
-                                Delivery::OptedOut(error) => Outcome::Failed {
-                                    error,
-                                    opted_out: true,
-                                },
-                                Delivery::Transient(error) if m.attempts >= tuning.max_attempts => {
-                                    Outcome::Failed {
-                                        error: format!("{error} (after {} attempts)", m.attempts),
-                                        opted_out: false,
-                                    }
-                                }
-                                Delivery::Transient(error) => Outcome::Retry {
-                                    error,
-                                    after: tuning.backoff_after(m.attempts),
-                                },
-                            }
-                        }
-                    };
-                    (m, outcome)
-                })
+                .map(|((m, p), slot)| self.deliver(provider.as_ref(), m, p, slot))
                 .buffer_unordered(self.tuning.concurrency)
                 .collect()
                 .await;
-        for (_, o) in &outcomes {
-            match o {
-                Outcome::Sent { .. } => report.sent += 1,
-                Outcome::Failed { .. } => report.failed += 1,
-                Outcome::Retry { .. } => report.retried += 1,
-                Outcome::Cancelled { .. } => {}
-            }
-        }
-        let mut ordered = outcomes;
-        ordered.sort_by_key(|(m, _)| m.id);
+        report.count(&outcomes);
+        outcomes.sort_by_key(|(m, _)| m.id);
         retrying(tenant, "recording a batch", || async {
             let mut tx = self.db.begin_service(tenant).await?;
-            queue::record(&mut tx, &ordered, config.max_consecutive_failures).await?;
-            tx.commit().await.map_err(Problem::from)
+            queue::record(&mut tx, &outcomes, config.max_consecutive_failures).await?;
+            tx.commit().await.map_err(StoreError::from)
         })
         .await?;
-        Ok(ordered.len())
+        Ok(outcomes.len())
+    }
+
+    /// A batch no larger than the provider's rate lets go out well within the lease.
+    fn claim_limit(&self, config: &ProviderConfig) -> i64 {
+        match config.messages_per_second {
+            Some(rate) => {
+                let fits = (f64::from(rate) * self.tuning.lease.as_secs_f64() / 2.0) as i64;
+                self.tuning.claim_batch.min(fits.max(1))
+            }
+            None => self.tuning.claim_batch,
+        }
+    }
+
+    /// Hands one prepared message to the provider at its slot (skipped ones are not sent).
+    async fn deliver(
+        &self,
+        provider: &dyn Provider,
+        m: Claimed,
+        prepared: Prepared,
+        slot: Option<Instant>,
+    ) -> (Claimed, Outcome) {
+        let out = match prepared {
+            Prepared::Skip(outcome) => return (m, outcome),
+            Prepared::Send(out) => out,
+        };
+        if let Some(at) = slot {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let delivery = provider.send(&out).await;
+        let outcome = self.outcome(&m, out, delivery);
+        (m, outcome)
+    }
+
+    /// What a provider's answer makes of the attempt: transient errors retry with backoff
+    /// until the attempts run out.
+    fn outcome(&self, m: &Claimed, out: Outgoing, delivery: Delivery) -> Outcome {
+        let failed = |error, opted_out| Outcome::Failed { error, opted_out };
+        match delivery {
+            Delivery::Sent { provider_id } => Outcome::Sent {
+                provider_id,
+                body: (m.body.as_deref() != Some(out.body.as_str())).then_some(out.body),
+            },
+            Delivery::Permanent(error) => failed(error, false),
+            Delivery::OptedOut(error) => failed(error, true),
+            Delivery::Transient(error) if m.attempts >= self.tuning.max_attempts => {
+                failed(format!("{error} (after {} attempts)", m.attempts), false)
+            }
+            Delivery::Transient(error) => Outcome::Retry {
+                error,
+                after: self.tuning.backoff_after(m.attempts),
+            },
+        }
     }
 
     /// Claims up to `limit` of `tenant`'s due messages and renders them, in one transaction.
     /// Rendered bodies are stored with the outcome ([`queue::record`]), not here: a second
     /// update of a row claimed in the same transaction would re-check its campaign foreign
     /// key, waiting on a recorder that holds the campaign, a deadlock with two pipelines.
-    async fn claim(&self, tenant: Uuid, limit: i64) -> Result<Vec<(Claimed, Prepared)>, Problem> {
+    async fn claim(
+        &self,
+        tenant: Uuid,
+        limit: i64,
+    ) -> Result<Vec<(Claimed, Prepared)>, StoreError> {
         let mut tx = self.db.begin_service(tenant).await?;
         queue::sweep_cancelled(&mut tx).await?;
         let claimed = queue::claim(&mut tx, limit, self.tuning.lease).await?;
@@ -286,7 +304,7 @@ impl Sender {
         &self,
         tx: &mut crate::db::TenantTx,
         claimed: &[Claimed],
-    ) -> Result<Vec<(Claimed, Prepared)>, Problem> {
+    ) -> Result<Vec<(Claimed, Prepared)>, StoreError> {
         let tenant = tx.tenant();
         let contact_ids: Vec<Uuid> = claimed.iter().map(|m| m.contact_id).collect();
         let contacts = queue::recipients(tx, &contact_ids).await?;

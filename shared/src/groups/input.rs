@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::domain::nullable;
 use crate::domain::{FieldError, Invalid, Name};
-use crate::http::body::nullable;
 
 /// Most contact ids one membership request may name.
 pub const MAX_CONTACT_IDS: usize = 10_000;

@@ -34,17 +34,10 @@ pub struct Group {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-/// A page of groups.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupPage {
-    pub items: Vec<Group>,
-    /// Live groups; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of groups.
+    GroupPage of Group,
+    total: " Live groups; given when paging by `offset`."
 }
 
 /// A contact in a group, with when it joined.

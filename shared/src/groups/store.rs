@@ -29,9 +29,9 @@ use uuid::Uuid;
 
 use super::input::{GroupPatch, MemberIds, NewGroup};
 use super::{AddReport, Group, Member, RemoveReport};
+use crate::db::StoreError;
 use crate::db::{self, TenantTx};
 use crate::domain::{Cursor, Limit, Offset, Paging};
-use crate::http::Problem;
 
 /// The columns of [`Group`] (of the table aliased `g`); a macro so that statements stay
 /// `'static` strings.
@@ -51,7 +51,7 @@ pub struct ListQuery {
     pub cursor: Option<Cursor>,
 }
 
-pub async fn insert(tx: &mut TenantTx, new: &NewGroup) -> Result<Group, Problem> {
+pub async fn insert(tx: &mut TenantTx, new: &NewGroup) -> Result<Group, StoreError> {
     let tenant = tx.tenant();
     sqlx::query_as(concat!(
         "INSERT INTO groups AS g (tenant_id, id, name, description)
@@ -69,7 +69,7 @@ pub async fn insert(tx: &mut TenantTx, new: &NewGroup) -> Result<Group, Problem>
 }
 
 /// A live group.
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -83,7 +83,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, Problem> 
 }
 
 /// Whether `id` is a live group of the tenant.
-pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, Problem> {
+pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM groups WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)",
@@ -96,7 +96,10 @@ pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, Problem> {
 
 /// One page of live groups, newest first (`limit + 1` rows, so the caller can tell whether
 /// another page follows), plus the total when paging by offset.
-pub async fn list(tx: &mut TenantTx, q: &ListQuery) -> Result<(Vec<Group>, Option<i64>), Problem> {
+pub async fn list(
+    tx: &mut TenantTx,
+    q: &ListQuery,
+) -> Result<(Vec<Group>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let paging = Paging {
         limit: q.limit,
@@ -115,7 +118,7 @@ pub async fn update(
     tx: &mut TenantTx,
     id: Uuid,
     patch: &GroupPatch,
-) -> Result<Option<Group>, Problem> {
+) -> Result<Option<Group>, StoreError> {
     let tenant = tx.tenant();
     let description = patch
         .description
@@ -144,7 +147,7 @@ pub async fn update(
 /// deleting a million rows does not belong in a request, and the rows are unreachable
 /// through the API once the group is gone (every membership route and the `groupId`
 /// filter answer 404 for a deleted group).
-pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, Problem> {
+pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE groups AS g SET deleted_at = now(), updated_at = now()
@@ -159,7 +162,7 @@ pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, P
 }
 
 /// Locks a live group for a membership change; `None` when there is no such group.
-async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, Problem> {
+async fn lock(tx: &mut TenantTx, id: Uuid) -> Result<Option<Group>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -186,7 +189,7 @@ pub async fn add_members(
     tx: &mut TenantTx,
     group: Uuid,
     ids: &MemberIds,
-) -> Result<Option<AddReport>, Problem> {
+) -> Result<Option<AddReport>, StoreError> {
     let tenant = tx.tenant();
     // Contacts first (see the module's lock order): which of the ids are live contacts of
     // this tenant, held so that none is deleted before this transaction commits.
@@ -254,7 +257,7 @@ pub async fn remove_members(
     tx: &mut TenantTx,
     group: Uuid,
     ids: &MemberIds,
-) -> Result<Option<RemoveReport>, Problem> {
+) -> Result<Option<RemoveReport>, StoreError> {
     let tenant = tx.tenant();
     let Some(locked) = lock(tx, group).await? else {
         return Ok(None);
@@ -306,7 +309,7 @@ pub async fn members(
     group: Uuid,
     limit: Limit,
     cursor: Option<Cursor>,
-) -> Result<Vec<Member>, Problem> {
+) -> Result<Vec<Member>, StoreError> {
     let mut page = QueryBuilder::<Postgres>::new("");
     push_members_page(&mut page, tx.tenant(), group, limit, cursor);
     Ok(page.build_query_as().fetch_all(tx.conn()).await?)
@@ -341,7 +344,7 @@ pub fn push_members_page(
 /// Takes a contact that has just been soft-deleted (in this transaction) out of every
 /// group, decrementing each group's count. Returns the live groups it left, as they are
 /// now, for their `group_updated` events.
-pub async fn remove_contact(tx: &mut TenantTx, contact: Uuid) -> Result<Vec<Group>, Problem> {
+pub async fn remove_contact(tx: &mut TenantTx, contact: Uuid) -> Result<Vec<Group>, StoreError> {
     let tenant = tx.tenant();
     // The contact's row is already locked by its deletion; now its groups, in id order.
     // No membership of it can appear meanwhile: adding one needs a share lock on it.
@@ -384,10 +387,12 @@ pub async fn remove_contact(tx: &mut TenantTx, contact: Uuid) -> Result<Vec<Grou
 
 /// Maps the group constraints to answers that name the field; the unique index is
 /// tenant-scoped, so a conflict only ever concerns the caller's own groups.
-fn conflict(err: sqlx::Error) -> Problem {
+fn conflict(err: sqlx::Error) -> StoreError {
     match (db::unique_violation(&err), db::check_violation(&err)) {
-        (Some("groups_name_live"), _) => Problem::conflict("a group with this name already exists"),
-        (_, Some(_)) => Problem::field("", "the group is not valid"),
+        (Some("groups_name_live"), _) => {
+            StoreError::conflict("a group with this name already exists")
+        }
+        (_, Some(_)) => StoreError::field("", "the group is not valid"),
         _ => err.into(),
     }
 }

@@ -76,13 +76,3 @@ fn shape_error(e: &serde_json::Error) -> String {
         None => msg,
     }
 }
-
-/// Deserializer for fields where `null` (clear the value) differs from absent (leave it):
-/// absent stays `None` through `#[serde(default)]`, `null` becomes `Some(None)`.
-pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    serde::Deserialize::deserialize(d).map(Some)
-}

@@ -7,6 +7,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
 use super::{Body, Locale, Response};
+use crate::db::StoreError;
 use crate::domain::FieldError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,11 +167,7 @@ impl Problem {
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Problem {
-        let detail = match errors.as_slice() {
-            [one] if one.pointer.is_empty() => one.detail.clone(),
-            [one] => format!("{} {}", one.pointer, one.detail),
-            _ => format!("{} fields are invalid", errors.len()),
-        };
+        let detail = FieldError::summary(&errors);
         Problem {
             errors,
             ..Problem::new(Kind::Validation, detail)
@@ -260,6 +257,30 @@ impl Problem {
         response
             .body(Body::Text(body))
             .unwrap_or_else(|_| Response::new(Body::Empty))
+    }
+}
+
+impl From<StoreError> for Problem {
+    /// The one place a store's or a service's error becomes an answer.
+    fn from(err: StoreError) -> Problem {
+        match err {
+            StoreError::Malformed(detail) => Problem::malformed(detail),
+            StoreError::Invalid(errors) => Problem::invalid(errors),
+            StoreError::NotFound(what) => Problem::not_found(&what),
+            StoreError::Conflict {
+                detail,
+                current_status,
+            } => Problem {
+                current_status,
+                ..Problem::conflict(detail)
+            },
+            StoreError::Forbidden(detail) => Problem::forbidden(detail),
+            StoreError::Corrupt(detail) => {
+                tracing::error!(%detail, "stored data breaks an invariant");
+                Problem::internal()
+            }
+            StoreError::Database(err) => Problem::from(err),
+        }
     }
 }
 

@@ -84,17 +84,10 @@ pub struct Message {
     pub updated_at: OffsetDateTime,
 }
 
-/// A page of messages.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MessagePage {
-    pub items: Vec<Message>,
-    /// Messages matching the filters; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of messages.
+    MessagePage of Message,
+    total: " Messages matching the filters; given when paging by `offset`."
 }
 
 /// The answer to `POST /api/messages/{id}/status`.

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::input::StatusReport;
 use super::{Channel, CounterDelta, Ignored, Message, MessageStatus, advance};
+use crate::db::StoreError;
 use crate::db::TenantTx;
 use crate::domain::{Cursor, Limit, Offset};
-use crate::http::Problem;
 
 /// The columns of [`Message`]; a macro so that statements stay `'static` strings.
 macro_rules! columns {
@@ -60,7 +60,10 @@ pub struct Addressee {
 
 /// A live contact of the tenant, share-locked until the transaction ends so that it cannot
 /// opt out or be deleted while a message to it is being queued.
-pub async fn addressee(tx: &mut TenantTx, contact_id: Uuid) -> Result<Option<Addressee>, Problem> {
+pub async fn addressee(
+    tx: &mut TenantTx,
+    contact_id: Uuid,
+) -> Result<Option<Addressee>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(
         "SELECT phone, email, opted_out_at IS NOT NULL AS opted_out FROM contacts
@@ -91,7 +94,7 @@ pub fn id_bound(t: OffsetDateTime) -> Uuid {
 
 /// Inserts a queued message. `created_at` and `queued_at` are the id's time, which keeps
 /// time ranges and id order in step.
-pub async fn insert(tx: &mut TenantTx, row: &NewRow<'_>) -> Result<Message, Problem> {
+pub async fn insert(tx: &mut TenantTx, row: &NewRow<'_>) -> Result<Message, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "INSERT INTO messages (tenant_id, id, campaign_id, contact_id, channel, recipient, body,
@@ -112,7 +115,7 @@ pub async fn insert(tx: &mut TenantTx, row: &NewRow<'_>) -> Result<Message, Prob
     .await?)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Message>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Message>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -133,7 +136,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Message>, Problem
 pub async fn list(
     tx: &mut TenantTx,
     q: &ListQuery,
-) -> Result<(Vec<Message>, Option<i64>), Problem> {
+) -> Result<(Vec<Message>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let mut page = QueryBuilder::<Postgres>::new("");
     push_page(&mut page, tenant, q);
@@ -236,7 +239,7 @@ pub async fn update_status(
     tx: &mut TenantTx,
     id: Uuid,
     report: &StatusReport,
-) -> Result<Option<Outcome>, Problem> {
+) -> Result<Option<Outcome>, StoreError> {
     let tenant = tx.tenant();
     let to = report.status;
     let sources: Vec<&str> = to.sources().into_iter().map(|s| s.as_str()).collect();
@@ -302,7 +305,11 @@ pub async fn update_status(
 }
 
 /// Adds one message's move to its campaign's counters, in the caller's transaction.
-pub async fn count(tx: &mut TenantTx, campaign: Uuid, delta: CounterDelta) -> Result<(), Problem> {
+pub async fn count(
+    tx: &mut TenantTx,
+    campaign: Uuid,
+    delta: CounterDelta,
+) -> Result<(), StoreError> {
     if delta.is_zero() {
         return Ok(());
     }

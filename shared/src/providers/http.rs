@@ -10,7 +10,7 @@ use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
 use super::{Delivery, Outgoing, Provider, ProviderConfig, SendFuture};
-use crate::http::egress::{Egress, read_capped};
+use crate::net::egress::{Egress, read_capped};
 use crate::webhooks::secret::Secret;
 use crate::webhooks::signature;
 

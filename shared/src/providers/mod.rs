@@ -4,7 +4,7 @@
 //!
 //! Every provider gets the message id as its idempotency key: a retry after a crash may
 //! repeat a call, but never under a new key. Requests to tenant-chosen addresses go through
-//! the SSRF guard ([`crate::http::egress::Egress`]).
+//! the SSRF guard ([`crate::net::egress::Egress`]).
 
 pub mod config;
 pub mod credential;
@@ -20,8 +20,8 @@ use std::pin::Pin;
 pub use reqwest::Url;
 use uuid::Uuid;
 
-use crate::http::egress::{Egress, EgressPolicy, Timeouts};
 use crate::messages::Channel;
+use crate::net::egress::{Egress, EgressPolicy, Timeouts};
 
 pub use config::{ProviderConfig, ProviderKind};
 

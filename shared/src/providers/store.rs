@@ -2,8 +2,8 @@
 
 use super::config::ProviderConfig;
 use super::input::NewProvider;
+use crate::db::StoreError;
 use crate::db::TenantTx;
-use crate::http::Problem;
 
 macro_rules! columns {
     () => {
@@ -25,7 +25,7 @@ pub async fn get(tx: &mut TenantTx) -> Result<Option<ProviderConfig>, sqlx::Erro
 }
 
 /// Sets the tenant's provider, replacing any previous one.
-pub async fn put(tx: &mut TenantTx, new: &NewProvider) -> Result<ProviderConfig, Problem> {
+pub async fn put(tx: &mut TenantTx, new: &NewProvider) -> Result<ProviderConfig, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "INSERT INTO providers (tenant_id, kind, url, account_sid, sender, secret,

@@ -14,7 +14,9 @@ use serde_json::Value;
 use sha1::Sha1;
 
 use super::{Delivery, Outbound, Outgoing, Provider, ProviderConfig, SendFuture};
-use crate::http::egress::{Egress, read_capped};
+use crate::messages::MessageStatus;
+use crate::messages::input::StatusReport;
+use crate::net::egress::{Egress, read_capped};
 
 /// Twilio's error code for a recipient who replied STOP.
 pub const OPTED_OUT: i64 = 21610;
@@ -127,6 +129,38 @@ impl Provider for TwilioProvider {
 
 /// Twilio's request signature: base64 of HMAC-SHA1 under the auth token over the full URL
 /// followed by every POST parameter's name and value, sorted by name.
+/// What a status callback's form says of the message: the status to record (none for
+/// `queued`, `accepted`, `sending`, `scheduled`, `canceled`) and whether the recipient
+/// opted out (error 21610: replied STOP).
+pub fn status_report(params: &[(String, String)]) -> Option<(StatusReport, bool)> {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let error_code = param("ErrorCode").filter(|c| !c.is_empty());
+    let (status, error) = match param("MessageStatus").or(param("SmsStatus"))? {
+        "sent" => (MessageStatus::Sent, None),
+        "delivered" => (MessageStatus::Delivered, None),
+        "read" => (MessageStatus::Read, None),
+        s @ ("failed" | "undelivered") => (
+            MessageStatus::Failed,
+            Some(format!(
+                "twilio: {s} (error {})",
+                error_code.unwrap_or("unknown")
+            )),
+        ),
+        _ => return None,
+    };
+    let report = StatusReport {
+        status,
+        error,
+        provider_message_id: param("MessageSid").map(|s| s.chars().take(255).collect()),
+    };
+    Some((report, error_code == Some("21610")))
+}
+
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     STANDARD.encode(mac(auth_token, url, params).finalize().into_bytes())
 }

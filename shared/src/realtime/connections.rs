@@ -9,8 +9,8 @@ use crate::db::{Conn, TenantTx};
 use uuid::Uuid;
 
 use crate::db::Database;
+use crate::domain::Locale;
 use crate::events::EventType;
-use crate::http::Locale;
 
 /// A connection accepted at `$connect`.
 pub struct NewConnection<'a> {

@@ -274,33 +274,13 @@ struct Posted {
 /// How long `herald-local`'s loop waits for a notification before draining anyway.
 pub const SAFETY_POLL: Duration = Duration::from_secs(5);
 
-impl Dispatcher {
-    /// What the `dispatcher` function's `main` builds: the pool, and the management client
-    /// for `HERALD_WS_ENDPOINT` with the execution role's credentials.
-    pub async fn from_config(
-        config: &crate::Config,
-    ) -> Result<Dispatcher, Box<dyn std::error::Error + Send + Sync>> {
-        let endpoint = std::env::var(super::WS_ENDPOINT_VAR)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(crate::config::ConfigError::Missing(super::WS_ENDPOINT_VAR))?;
-        let db = Database::from_config(config, "herald-dispatcher")?;
-        let sdk = crate::aws::from_env().await;
-        Ok(Dispatcher::new(
-            db,
-            Connections::new(&sdk, &endpoint),
-            Options::default(),
-        ))
-    }
-}
-
 /// The dispatcher function's loop: each invocation drains the outbox to WebSocket
 /// subscribers, then makes the webhook deliveries that are due, rounds at a time, until none
 /// is due or [`WEBHOOK_BUDGET`] is spent (the function's timeout leaves room for one more
 /// round of 15-second attempts). What is left waits for the next kick or the schedule.
 pub async fn run_lambda(
     dispatcher: Dispatcher,
-    egress: crate::http::egress::Egress,
+    egress: crate::net::egress::Egress,
 ) -> Result<(), lambda_http::lambda_runtime::Error> {
     use crate::webhooks::delivery::{self, worker};
     use lambda_http::lambda_runtime::{self, LambdaEvent};

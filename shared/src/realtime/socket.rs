@@ -17,10 +17,10 @@ use uuid::Uuid;
 use super::connections::{self, NewConnection};
 use super::frames::{self, Command};
 use crate::auth::{self, AuthError, Verifier};
-use crate::config::Config;
 use crate::db::Database;
-use crate::http::Locale;
+use crate::domain::Locale;
 use crate::metrics;
+use crate::observer::{Observer, ObserverConfig};
 
 /// Which WebSocket route a function serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub struct Socket {
     route: Route,
     db: Database,
     verifier: Arc<Verifier>,
+    /// Where `$connect` invocations' figures go, once the tenant is known.
+    observer: Arc<Observer>,
 }
 
 /// A function's answer: the status (at `$connect`, whether the connection is accepted) and
@@ -91,16 +93,17 @@ impl Reply {
 
 impl Socket {
     pub fn new(route: Route, db: Database, verifier: Arc<Verifier>) -> Socket {
+        let observer = Observer::new(db.app_pool().clone(), ObserverConfig::default());
         Socket {
             route,
             db,
             verifier,
+            observer,
         }
     }
 
-    pub fn from_config(route: Route, config: &Config) -> Result<Socket, sqlx::Error> {
-        let db = Database::from_config(config, &format!("herald-{}", route.function()))?;
-        Ok(Socket::new(route, db, Arc::new(Verifier::new(&config.jwt))))
+    pub fn with_observer(self, observer: Arc<Observer>) -> Socket {
+        Socket { observer, ..self }
     }
 
     pub fn route(&self) -> Route {
@@ -182,10 +185,16 @@ impl Socket {
                 .get("accept-language")
                 .and_then(|v| v.to_str().ok())
         }));
-        let Some(mut tx) = self.db.begin_tenant(tenant, &claims.sub).await? else {
+        let request_id = metrics::request_id();
+        let Some(mut tx) = self
+            .db
+            .begin_tenant(tenant, &claims.sub, &request_id)
+            .await?
+        else {
             tracing::info!("connection refused: not a member");
             return Ok(Reply::status(403));
         };
+        metrics::enter_tenant(tenant, &self.observer);
         connections::insert(
             tx.conn(),
             &NewConnection {

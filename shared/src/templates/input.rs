@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::render::{Compiled, SUBJECT_MAX_CHARS, SyntaxError};
 use super::{Channel, Template};
+use crate::domain::nullable;
 use crate::domain::{Attributes, FieldError, FieldErrors, Invalid, Name};
-use crate::http::body::nullable;
 
 /// The longest template body, in characters.
 pub const BODY_MAX_CHARS: usize = 20_000;

@@ -85,17 +85,10 @@ pub struct Template {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-/// A page of templates.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplatePage {
-    pub items: Vec<Template>,
-    /// Live templates matching the filters; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of templates.
+    TemplatePage of Template,
+    total: " Live templates matching the filters; given when paging by `offset`."
 }
 
 /// A template rendered for one contact or for sample values.

@@ -18,9 +18,8 @@ use std::sync::LazyLock;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
-/// Engine instructions one render may execute. A typical SMS uses about 30; an email
-/// listing a hundred items from an attribute about 2,500. Spent entirely on the costliest
-/// filters over the largest attribute a contact may hold, it takes about 120 ms.
+/// Engine instructions one render may execute: far above what real templates use, low
+/// enough that a hostile one stays a short stall (bench/README.md has the figures).
 pub const FUEL: u64 = 20_000;
 /// How deep templates may nest (`if` inside `for` inside ...).
 pub const RECURSION_LIMIT: usize = 50;

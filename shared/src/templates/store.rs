@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use super::input::{NewTemplate, Revision};
 use super::{Channel, Template};
+use crate::db::StoreError;
 use crate::db::{self, TenantTx};
 use crate::domain::{Cursor, Limit, Offset, Paging};
-use crate::http::Problem;
 
 /// The columns of [`Template`]; a macro so that statements stay `'static` strings.
 macro_rules! columns {
@@ -24,7 +24,7 @@ pub struct ListQuery {
     pub channel: Option<Channel>,
 }
 
-pub async fn insert(tx: &mut TenantTx, new: &NewTemplate) -> Result<Template, Problem> {
+pub async fn insert(tx: &mut TenantTx, new: &NewTemplate) -> Result<Template, StoreError> {
     let tenant = tx.tenant();
     let r = &new.revision;
     sqlx::query_as(concat!(
@@ -45,7 +45,7 @@ pub async fn insert(tx: &mut TenantTx, new: &NewTemplate) -> Result<Template, Pr
     .map_err(conflict)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -60,7 +60,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, Proble
 
 /// A live template, locked until the transaction ends: a change is merged into it and
 /// written back without another writer in between.
-pub async fn get_for_update(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, Problem> {
+pub async fn get_for_update(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -78,7 +78,7 @@ pub async fn get_for_update(tx: &mut TenantTx, id: Uuid) -> Result<Option<Templa
 pub async fn list(
     tx: &mut TenantTx,
     q: &ListQuery,
-) -> Result<(Vec<Template>, Option<i64>), Problem> {
+) -> Result<(Vec<Template>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let paging = Paging {
         limit: q.limit,
@@ -100,7 +100,7 @@ pub async fn update(
     tx: &mut TenantTx,
     id: Uuid,
     r: &Revision,
-) -> Result<Option<Template>, Problem> {
+) -> Result<Option<Template>, StoreError> {
     let tenant = tx.tenant();
     sqlx::query_as(concat!(
         "UPDATE message_templates SET
@@ -123,7 +123,7 @@ pub async fn update(
 
 /// Campaigns that have not finished (draft, scheduled, running, paused) and send
 /// template `id`.
-pub async fn unfinished_campaigns(tx: &mut TenantTx, id: Uuid) -> Result<i64, Problem> {
+pub async fn unfinished_campaigns(tx: &mut TenantTx, id: Uuid) -> Result<i64, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM campaigns
@@ -136,7 +136,7 @@ pub async fn unfinished_campaigns(tx: &mut TenantTx, id: Uuid) -> Result<i64, Pr
     .await?)
 }
 
-pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, Problem> {
+pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE message_templates SET deleted_at = now(), updated_at = now()
@@ -152,10 +152,10 @@ pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<Template>
 
 /// The name index is tenant-scoped, so a conflict only ever concerns the caller's own
 /// templates.
-fn conflict(err: sqlx::Error) -> Problem {
+fn conflict(err: sqlx::Error) -> StoreError {
     match db::unique_violation(&err) {
         Some("message_templates_name_live") => {
-            Problem::conflict("a template with this name already exists")
+            StoreError::conflict("a template with this name already exists")
         }
         _ => err.into(),
     }

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::Role;
+use crate::db::StoreError;
+use crate::domain::Role;
 use crate::domain::{FieldError, Invalid, Name};
-use crate::http::Problem;
 
 /// A tenant as one of its members sees it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -41,8 +41,8 @@ pub struct TenantRow {
 }
 
 impl TryFrom<TenantRow> for Tenant {
-    type Error = Problem;
-    fn try_from(row: TenantRow) -> Result<Tenant, Problem> {
+    type Error = StoreError;
+    fn try_from(row: TenantRow) -> Result<Tenant, StoreError> {
         Ok(Tenant {
             id: row.id,
             name: row.name,
@@ -93,8 +93,8 @@ pub struct MemberRow {
 }
 
 impl TryFrom<MemberRow> for Member {
-    type Error = Problem;
-    fn try_from(row: MemberRow) -> Result<Member, Problem> {
+    type Error = StoreError;
+    fn try_from(row: MemberRow) -> Result<Member, StoreError> {
         Ok(Member {
             role: stored_role(&row.role)?,
             sub: row.sub,
@@ -103,18 +103,11 @@ impl TryFrom<MemberRow> for Member {
     }
 }
 
-/// A page of members, by `sub`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = TenantMemberPage)]
-pub struct MemberPage {
-    pub items: Vec<Member>,
-    /// All members; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of members, by `sub`.
+    #[schema(as = TenantMemberPage)]
+    MemberPage of Member,
+    total: " All members; given when paging by `offset`."
 }
 
 /// `PUT /api/tenant/members/{sub}`.
@@ -179,23 +172,23 @@ pub fn check_change(
     current: Option<Role>,
     change: Change,
     owners: usize,
-) -> Result<(), Problem> {
+) -> Result<(), StoreError> {
     let caller_is_owner = caller == Role::Owner;
     if change == Change::Set(Role::Owner) && !caller_is_owner {
-        return Err(Problem::forbidden("only an owner may make an owner"));
+        return Err(StoreError::forbidden("only an owner may make an owner"));
     }
     match (current, change) {
-        (None, Change::Remove) => Err(Problem::not_found("member")),
+        (None, Change::Remove) => Err(StoreError::not_found("member")),
         (
             Some(Role::Owner),
             Change::Remove | Change::Set(Role::Admin | Role::Member | Role::Viewer),
         ) => {
             if !caller_is_owner {
-                Err(Problem::forbidden(
+                Err(StoreError::forbidden(
                     "only an owner may demote or remove an owner",
                 ))
             } else if owners <= 1 {
-                Err(Problem::conflict(
+                Err(StoreError::conflict(
                     "a tenant keeps at least one owner: make another owner first",
                 ))
             } else {
@@ -206,10 +199,10 @@ pub fn check_change(
     }
 }
 
-fn stored_role(raw: &str) -> Result<Role, Problem> {
+fn stored_role(raw: &str) -> Result<Role, StoreError> {
     raw.parse().map_err(|e: String| {
         tracing::error!(error = %e, "unexpected role in tenant_members");
-        Problem::internal()
+        StoreError::Corrupt(format!("a member has the unknown role {raw:?}"))
     })
 }
 
@@ -218,8 +211,8 @@ mod tests {
     use super::*;
     use crate::http::problem::Kind;
 
-    fn kind(r: Result<(), Problem>) -> Option<Kind> {
-        r.err().map(|p| p.kind)
+    fn kind(r: Result<(), StoreError>) -> Option<Kind> {
+        r.err().map(|e| crate::http::Problem::from(e).kind)
     }
 
     #[test]

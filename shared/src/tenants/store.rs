@@ -10,10 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sqlx::{Postgres, QueryBuilder};
 
 use super::{Member, MemberRow, Sub};
-use crate::auth::Role;
+use crate::db::StoreError;
 use crate::db::TenantTx;
+use crate::domain::Role;
 use crate::domain::{Invalid, Limit, Offset};
-use crate::http::Problem;
 
 /// An opaque keyset cursor over members: the last `sub` of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub struct MemberQuery {
 pub async fn list(
     tx: &mut TenantTx,
     q: &MemberQuery,
-) -> Result<(Vec<Member>, Option<i64>), Problem> {
+) -> Result<(Vec<Member>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let mut page = QueryBuilder::<Postgres>::new(
         "SELECT sub, role, created_at FROM tenant_members WHERE tenant_id = ",
@@ -85,7 +85,7 @@ pub async fn list(
 /// Locks the tenant's owner rows until the transaction ends and returns how many there
 /// are. A concurrent request doing the same waits here, then sees this one's outcome
 /// (READ COMMITTED re-checks `role = 'owner'` on rows changed meanwhile).
-pub async fn lock_owners(tx: &mut TenantTx) -> Result<usize, Problem> {
+pub async fn lock_owners(tx: &mut TenantTx) -> Result<usize, StoreError> {
     let tenant = tx.tenant();
     let owners: Vec<String> = sqlx::query_scalar(
         "SELECT sub FROM tenant_members WHERE tenant_id = $1 AND role = 'owner'
@@ -98,7 +98,7 @@ pub async fn lock_owners(tx: &mut TenantTx) -> Result<usize, Problem> {
 }
 
 /// The member's current role, locking its row until the transaction ends.
-pub async fn role_for_update(tx: &mut TenantTx, sub: &Sub) -> Result<Option<Role>, Problem> {
+pub async fn role_for_update(tx: &mut TenantTx, sub: &Sub) -> Result<Option<Role>, StoreError> {
     let tenant = tx.tenant();
     let role: Option<String> = sqlx::query_scalar(
         "SELECT role FROM tenant_members WHERE tenant_id = $1 AND sub = $2 FOR UPDATE",
@@ -111,7 +111,11 @@ pub async fn role_for_update(tx: &mut TenantTx, sub: &Sub) -> Result<Option<Role
 }
 
 /// Adds a member; `None` when a concurrent request added the same `sub` first.
-pub async fn insert(tx: &mut TenantTx, sub: &Sub, role: Role) -> Result<Option<Member>, Problem> {
+pub async fn insert(
+    tx: &mut TenantTx,
+    sub: &Sub,
+    role: Role,
+) -> Result<Option<Member>, StoreError> {
     let tenant = tx.tenant();
     let row: Option<MemberRow> = sqlx::query_as(
         "INSERT INTO tenant_members (tenant_id, sub, role) VALUES ($1, $2, $3)
@@ -127,7 +131,7 @@ pub async fn insert(tx: &mut TenantTx, sub: &Sub, role: Role) -> Result<Option<M
 }
 
 /// Gives an existing (locked) member a role.
-pub async fn set_role(tx: &mut TenantTx, sub: &Sub, role: Role) -> Result<Member, Problem> {
+pub async fn set_role(tx: &mut TenantTx, sub: &Sub, role: Role) -> Result<Member, StoreError> {
     let tenant = tx.tenant();
     let row: MemberRow = sqlx::query_as(
         "UPDATE tenant_members SET role = $3 WHERE tenant_id = $1 AND sub = $2
@@ -142,7 +146,7 @@ pub async fn set_role(tx: &mut TenantTx, sub: &Sub, role: Role) -> Result<Member
 }
 
 /// Removes an existing (locked) member.
-pub async fn remove(tx: &mut TenantTx, sub: &Sub) -> Result<(), Problem> {
+pub async fn remove(tx: &mut TenantTx, sub: &Sub) -> Result<(), StoreError> {
     let tenant = tx.tenant();
     sqlx::query("DELETE FROM tenant_members WHERE tenant_id = $1 AND sub = $2")
         .bind(tenant)

@@ -4,9 +4,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::domain::nullable;
 use crate::domain::{FieldError, FieldErrors, Invalid};
 use crate::events::EventType;
-use crate::http::body::nullable;
 
 /// `POST /api/webhooks`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -102,17 +102,10 @@ pub struct Webhook {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-/// A page of webhooks.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookPage {
-    pub items: Vec<Webhook>,
-    /// Live webhooks; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of webhooks.
+    WebhookPage of Webhook,
+    total: " Live webhooks; given when paging by `offset`."
 }
 
 /// One delivery attempt of one event to one webhook.
@@ -136,15 +129,8 @@ pub struct WebhookLog {
     pub created_at: OffsetDateTime,
 }
 
-/// A page of delivery logs, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookLogPage {
-    pub items: Vec<WebhookLog>,
-    /// The webhook's logs; given when paging by `offset`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<i64>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
+crate::domain::page! {
+    /// A page of delivery logs, newest first.
+    WebhookLogPage of WebhookLog,
+    total: " The webhook's logs; given when paging by `offset`."
 }

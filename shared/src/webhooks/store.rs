@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::input::{NewWebhook, WebhookPatch};
 use super::{Secret, WebhookLog, WebhookRow};
+use crate::db::StoreError;
 use crate::db::{self, TenantTx};
-use crate::http::Problem;
 
 /// The columns of [`WebhookRow`]; a macro so that statements stay `'static` strings. The
 /// previous secret's expiry shows only while it is still in the future.
@@ -26,7 +26,7 @@ pub async fn insert(
     tx: &mut TenantTx,
     new: &NewWebhook,
     secret: &Secret,
-) -> Result<WebhookRow, Problem> {
+) -> Result<WebhookRow, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "INSERT INTO webhooks (tenant_id, id, url, description, event_types, enabled, secret)
@@ -45,7 +45,7 @@ pub async fn insert(
     .await?)
 }
 
-pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRow>, Problem> {
+pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRow>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "SELECT ",
@@ -62,7 +62,7 @@ pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRow>, Prob
 pub async fn list(
     tx: &mut TenantTx,
     q: &Paging,
-) -> Result<(Vec<WebhookRow>, Option<i64>), Problem> {
+) -> Result<(Vec<WebhookRow>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     Ok(db::newest_first(tx, columns!(), *q, |sql| {
         sql.push("FROM webhooks WHERE tenant_id = ")
@@ -76,7 +76,7 @@ pub async fn update(
     tx: &mut TenantTx,
     id: Uuid,
     patch: &WebhookPatch,
-) -> Result<Option<WebhookRow>, Problem> {
+) -> Result<Option<WebhookRow>, StoreError> {
     let tenant = tx.tenant();
     let description = patch
         .description
@@ -114,7 +114,7 @@ pub async fn regenerate_secret(
     tx: &mut TenantTx,
     id: Uuid,
     secret: &Secret,
-) -> Result<Option<WebhookRow>, Problem> {
+) -> Result<Option<WebhookRow>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE webhooks SET
@@ -133,7 +133,7 @@ pub async fn regenerate_secret(
     .await?)
 }
 
-pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRow>, Problem> {
+pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRow>, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_as(concat!(
         "UPDATE webhooks SET deleted_at = now(), updated_at = now()
@@ -148,7 +148,7 @@ pub async fn soft_delete(tx: &mut TenantTx, id: Uuid) -> Result<Option<WebhookRo
 }
 
 /// Whether a live webhook has this id.
-pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, Problem> {
+pub async fn exists(tx: &mut TenantTx, id: Uuid) -> Result<bool, StoreError> {
     let tenant = tx.tenant();
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM webhooks
@@ -165,7 +165,7 @@ pub async fn logs(
     tx: &mut TenantTx,
     webhook: Uuid,
     q: &Paging,
-) -> Result<(Vec<WebhookLog>, Option<i64>), Problem> {
+) -> Result<(Vec<WebhookLog>, Option<i64>), StoreError> {
     let tenant = tx.tenant();
     let columns = "id, webhook_id, event_id, event_type, attempt, status_code, duration_ms,
                    response_body, error, created_at";

@@ -1,5 +1,5 @@
 //! Whether a webhook URL may be delivered to, judged when it is saved: the same SSRF policy
-//! that guards every delivery ([`crate::http::egress`]), applied early so that a tenant
+//! that guards every delivery ([`crate::net::egress`]), applied early so that a tenant
 //! hears "not a public address" as a 422 rather than through failing deliveries. The guard
 //! at delivery still decides (a name may resolve elsewhere by then).
 
@@ -9,7 +9,7 @@ use reqwest::Url;
 
 use super::input::WebhookUrl;
 use crate::domain::FieldError;
-use crate::http::egress::{Egress, Scheme};
+use crate::net::egress::{Egress, Scheme};
 
 /// How long saving a webhook waits on DNS; a name that does not answer in time is judged
 /// at delivery instead.
@@ -44,7 +44,7 @@ pub async fn check(egress: &Egress, url: &WebhookUrl) -> Result<(), FieldError> 
         Some(first) if !addrs.iter().any(|ip| egress.policy().permits(scheme, *ip)) => {
             Err(refuse(format!(
                 "cannot be delivered to: {host} resolves to {first}, {}",
-                if scheme == Scheme::Http && crate::http::egress::is_public(*first) {
+                if scheme == Scheme::Http && crate::net::egress::is_public(*first) {
                     "and plain http is allowed only to addresses named in HERALD_EGRESS_ALLOW"
                         .to_owned()
                 } else {

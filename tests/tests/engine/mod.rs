@@ -259,7 +259,7 @@ pub fn app_db(app: &TestApp) -> herald::db::Database {
 /// A sender as the functions build it, pointed at the test database.
 pub fn sender(app: &TestApp, tuning: herald::engine::Tuning) -> herald::engine::sender::Sender {
     let outbound = herald::providers::Outbound::new(
-        herald::http::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
+        herald::net::egress::EgressPolicy::parse("127.0.0.0/8").unwrap(),
         "http://127.0.0.1:9/".parse().unwrap(),
         None,
     );

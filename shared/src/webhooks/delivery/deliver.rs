@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::schedule::parse_retry_after;
-use crate::http::egress::{Egress, read_capped};
+use crate::net::egress::{Egress, read_capped};
 use crate::webhooks::Secret;
 use crate::webhooks::signature::sign;
 

@@ -40,32 +40,70 @@ pub async fn record_all(
     if done.is_empty() {
         return Ok(());
     }
+    let batch = Batch::of(done, options);
     let mut tx = db.begin_service(tenant).await?;
-    let mut logs = Columns::default();
-    let mut triggered = Vec::with_capacity(done.len());
-    let (mut healthy, mut gone, mut failing) = (Vec::new(), Vec::new(), Vec::new());
-    for (delivery, attempt) in done {
-        let retry_in = if attempt.succeeded() || attempt.gone() {
-            None
-        } else {
-            options
-                .schedule
-                .after_failure(delivery.attempts.max(0) as u32, attempt.retry_after)
+    insert_logs(&mut tx, &batch.columns).await?;
+    settle(&mut tx, &batch.columns).await?;
+    update_health(&mut tx, &batch, options).await?;
+    events::emit_all(&mut tx, EventType::WebhookTriggered, &batch.triggered).await?;
+    tx.commit().await
+}
+
+/// A batch of attempts as rows to write, events to emit and webhooks whose health changed.
+struct Batch<'a> {
+    columns: Columns,
+    triggered: Vec<Triggered<'a>>,
+    /// Webhooks with a success in the batch, with a 410 Gone, and with other failures.
+    healthy: Vec<Uuid>,
+    gone: Vec<Uuid>,
+    failing: Vec<Uuid>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(done: &'a [(Delivery, Attempt)], options: &Options) -> Batch<'a> {
+        let mut batch = Batch {
+            columns: Columns::default(),
+            triggered: Vec::with_capacity(done.len()),
+            healthy: Vec::new(),
+            gone: Vec::new(),
+            failing: Vec::new(),
         };
-        let status = match (attempt.succeeded(), retry_in) {
-            (true, _) => "succeeded",
-            (false, Some(_)) => "pending",
-            (false, None) => "failed",
-        };
-        let log_id = Uuid::now_v7();
-        logs.push(
-            log_id,
-            delivery,
-            attempt,
-            status,
-            retry_in.map(|d| d.as_secs_f64()),
-        );
-        triggered.push(Triggered {
+        for (delivery, attempt) in done {
+            let retry_in = if attempt.succeeded() || attempt.gone() {
+                None
+            } else {
+                let attempts = delivery.attempts.max(0) as u32;
+                options
+                    .schedule
+                    .after_failure(attempts, attempt.retry_after)
+            };
+            let status = match (attempt.succeeded(), retry_in) {
+                (true, _) => "succeeded",
+                (false, Some(_)) => "pending",
+                (false, None) => "failed",
+            };
+            let log_id = Uuid::now_v7();
+            let retry = retry_in.map(|d| d.as_secs_f64());
+            batch.columns.push(log_id, delivery, attempt, status, retry);
+            batch
+                .triggered
+                .push(Triggered::of(log_id, delivery, attempt, retry.is_some()));
+            let list = match (attempt.succeeded(), attempt.gone()) {
+                (true, _) => &mut batch.healthy,
+                (false, true) => &mut batch.gone,
+                (false, false) => &mut batch.failing,
+            };
+            if !list.contains(&delivery.webhook_id) {
+                list.push(delivery.webhook_id);
+            }
+        }
+        batch
+    }
+}
+
+impl<'a> Triggered<'a> {
+    fn of(log_id: Uuid, delivery: &'a Delivery, attempt: &'a Attempt, will_retry: bool) -> Self {
+        Triggered {
             webhook_id: delivery.webhook_id,
             log_id,
             event_id: delivery.event_id,
@@ -75,20 +113,13 @@ pub async fn record_all(
             status_code: attempt.status,
             duration_ms: attempt.duration.as_millis() as u64,
             error: attempt.error.as_deref(),
-            will_retry: retry_in.is_some(),
-        });
-        let list = if attempt.succeeded() {
-            &mut healthy
-        } else if attempt.gone() {
-            &mut gone
-        } else {
-            &mut failing
-        };
-        if !list.contains(&delivery.webhook_id) {
-            list.push(delivery.webhook_id);
+            will_retry,
         }
     }
+}
 
+async fn insert_logs(tx: &mut TenantTx, logs: &Columns) -> Result<(), sqlx::Error> {
+    let tenant = tx.tenant();
     sqlx::query(
         "INSERT INTO webhook_logs (tenant_id, id, webhook_id, event_id, event_type, attempt,
                                    status_code, duration_ms, response_body, error)
@@ -107,9 +138,16 @@ pub async fn record_all(
     .bind(&logs.errors)
     .execute(tx.conn())
     .await?;
-    // Only while the claim is still ours: a deliverer whose lease ran out and whose row was
-    // claimed again leaves it to the one that holds it now. `id = ANY` keeps the planner on
-    // the primary key; joined to `unnest` alone it scanned the whole table per batch.
+    Ok(())
+}
+
+/// Each delivery's next state (done, retry at, given up), only while the claim is still
+/// ours: a deliverer whose lease ran out and whose row was claimed again leaves it to the
+/// one that holds it now.
+async fn settle(tx: &mut TenantTx, logs: &Columns) -> Result<(), sqlx::Error> {
+    let tenant = tx.tenant();
+    // `id = ANY` keeps the planner on the primary key; joined to `unnest` alone it scans
+    // the whole table.
     sqlx::query(
         "UPDATE webhook_deliveries d
          SET status = u.status, locked_until = NULL, updated_at = now(),
@@ -126,23 +164,30 @@ pub async fn record_all(
     .bind(&logs.retries)
     .execute(tx.conn())
     .await?;
+    Ok(())
+}
 
-    store::mark_healthy(&mut tx, &healthy).await?;
-    for webhook in gone {
-        disable(&mut tx, webhook, "the endpoint answered 410 Gone").await?;
+/// Healthy again after a success; disabled on 410 Gone or after failing too long.
+async fn update_health(
+    tx: &mut TenantTx,
+    batch: &Batch<'_>,
+    options: &Options,
+) -> Result<(), sqlx::Error> {
+    store::mark_healthy(tx, &batch.healthy).await?;
+    for webhook in &batch.gone {
+        disable(tx, *webhook, "the endpoint answered 410 Gone").await?;
     }
-    for webhook in failing.into_iter().filter(|w| !healthy.contains(w)) {
-        if let Some(since) = store::mark_failing(&mut tx, webhook).await? {
+    for webhook in batch.failing.iter().filter(|w| !batch.healthy.contains(*w)) {
+        if let Some(since) = store::mark_failing(tx, *webhook).await? {
             let failing_for = time::OffsetDateTime::now_utc() - since;
             if failing_for >= options.disable_after {
                 let days = options.disable_after.as_secs() / 86_400;
                 let reason = format!("every delivery failed for {days} days");
-                disable(&mut tx, webhook, &reason).await?;
+                disable(tx, *webhook, &reason).await?;
             }
         }
     }
-    events::emit_all(&mut tx, EventType::WebhookTriggered, &triggered).await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// The attempts of one batch, column by column, for `unnest`.

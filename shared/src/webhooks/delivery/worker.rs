@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::deliver::{self, Delivery};
 use super::{Options, record};
 use crate::db::Database;
-use crate::http::egress::Egress;
+use crate::net::egress::Egress;
 
 /// The channel the outbox trigger notifies when it queues deliveries.
 pub const CHANNEL: &str = "herald_webhook_deliveries";

@@ -23,9 +23,11 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::auth::Role;
-use crate::domain::Paging;
-use crate::observer::{Observer, ObserverConfig};
+use crate::domain::{Paging, Role};
+
+mod error;
+
+pub use error::StoreError;
 
 /// Herald's schema migrations, embedded in every binary that may run them.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -89,6 +91,8 @@ pub struct Pool {
     slow_query: Duration,
     /// Where the credentials came from, to read again when the server refuses them.
     secret: Option<Arc<crate::secrets::DatabaseSecret>>,
+    /// Told the tenant of every service transaction, for the invocation's record.
+    note_tenant: Option<fn(Uuid)>,
 }
 
 /// SQLSTATE 28P01 (invalid password) or 28000 (invalid authorization): the credentials
@@ -117,8 +121,8 @@ impl Pool {
     }
 
     pub async fn begin_with(&self, statement: &'static str) -> Result<Tx, sqlx::Error> {
-        // Boxed: sqlx's acquire future is about 14 KB, and every future awaiting it inline
-        // grows by as much.
+        // Boxed: sqlx's acquire future is large, and every future awaiting it inline grows
+        // by as much.
         let tx = match Box::pin(self.pg.begin_with(statement)).await {
             // Boxed, as rare as it is: the secret's HTTP request would otherwise sit inline in
             // every transaction's future.
@@ -130,6 +134,7 @@ impl Pool {
         Ok(Tx {
             tx,
             named: self.pooler.named_statements(),
+            note_tenant: self.note_tenant,
         })
     }
 
@@ -163,6 +168,7 @@ impl Pool {
 pub struct Tx {
     tx: Transaction<'static, Postgres>,
     named: bool,
+    note_tenant: Option<fn(Uuid)>,
 }
 
 impl Tx {
@@ -181,6 +187,9 @@ impl Tx {
             .bind(tenant)
             .execute(self.conn())
             .await?;
+        if let Some(note) = self.note_tenant {
+            note(tenant);
+        }
         Ok(())
     }
 
@@ -297,26 +306,21 @@ pub struct Database {
     /// Where `LISTEN` connects: straight to PostgreSQL even when the pool goes through a
     /// pooler, which would hand the session to other clients between transactions.
     listen: Arc<PgConnectOptions>,
-    /// This process's rollups and rate limits for this database (see [`Observer`]).
-    observer: Arc<Observer>,
 }
 
 impl Database {
-    /// What a function's `main` connects with: the configured URL, pooler, pool size,
-    /// slow-query threshold and observer settings, named `application` in
-    /// `pg_stat_activity`. Lazy, so the cold start does no network I/O.
-    pub fn from_config(config: &crate::Config, application: &str) -> Result<Database, sqlx::Error> {
-        let options = PgConnectOptions::from_str(&config.database_url)?;
-        let mut db = Database::connect_pooled(
-            options,
-            config.db_pooler,
-            config.db_max_connections,
-            config.slow_query,
-            application,
-        );
-        // Before the observer is made: it keeps a copy of the pool.
-        db.pool.secret = config.database_secret.clone();
-        Ok(db.with_observer(config.observer.clone()))
+    /// The same pool, reading its credentials again from `secret` when the server refuses
+    /// them (a rotation).
+    pub fn with_secret(mut self, secret: Option<Arc<crate::secrets::DatabaseSecret>>) -> Database {
+        self.pool.secret = secret;
+        self
+    }
+
+    /// The same pool, telling `note` the tenant of every service transaction (the
+    /// invocation's record wants it; this layer knows nothing of invocations).
+    pub fn noting_tenants_with(mut self, note: fn(Uuid)) -> Database {
+        self.pool.note_tenant = Some(note);
+        self
     }
 
     pub fn connect_lazy(
@@ -385,20 +389,9 @@ impl Database {
             application: application.into(),
             slow_query,
             secret: None,
+            note_tenant: None,
         };
-        let observer = Observer::new(pool.clone(), ObserverConfig::default());
-        Database {
-            pool,
-            listen,
-            observer,
-        }
-    }
-
-    /// The same pool with observability settings of its own (flush interval, default rate
-    /// limit, on or off).
-    pub fn with_observer(self, config: ObserverConfig) -> Database {
-        let observer = Observer::new(self.pool.clone(), config);
-        Database { observer, ..self }
+        Database { pool, listen }
     }
 
     /// The same pool, listening through `options` (a direct connection when the pool's go
@@ -410,19 +403,23 @@ impl Database {
         }
     }
 
-    pub fn observer(&self) -> &Arc<Observer> {
-        &self.observer
+    /// The application role's pool, for work outside any tenant transaction (rollups,
+    /// rate-limit counters).
+    pub fn app_pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Opens a transaction in `tenant` for `sub`. `None` when `sub` is not a member; the
     /// same answer for a tenant that does not exist, so nobody can probe for tenants.
+    /// `request_id` names the transaction in `pg_stat_activity` (its `application_name`).
     pub async fn begin_tenant(
         &self,
         tenant: Uuid,
         sub: &str,
+        request_id: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
         let tx = self.pool.begin().await?;
-        self.enter_tenant(tx, tenant, sub, false).await
+        enter_tenant(tx, tenant, sub, request_id, false).await
     }
 
     /// [`Database::begin_tenant`] for a request that only reads: `BEGIN READ ONLY`, so
@@ -432,47 +429,10 @@ impl Database {
         &self,
         tenant: Uuid,
         sub: &str,
+        request_id: &str,
     ) -> Result<Option<TenantTx>, sqlx::Error> {
         let tx = self.pool.begin_with("BEGIN READ ONLY").await?;
-        self.enter_tenant(tx, tenant, sub, true).await
-    }
-
-    async fn enter_tenant(
-        &self,
-        mut tx: Tx,
-        tenant: Uuid,
-        sub: &str,
-        read_only: bool,
-    ) -> Result<Option<TenantTx>, sqlx::Error> {
-        // The request id becomes the transaction's application_name, in the same round trip.
-        let role: Option<String> = sqlx::query_scalar("SELECT app.enter_tenant($1, $2, $3)")
-            .bind(tenant)
-            .bind(sub)
-            .bind(crate::metrics::request_id())
-            .fetch_one(tx.conn())
-            .await?;
-        let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        // Read only once membership is proven, and only when this process does not know it.
-        let rate_limit = match self.observer.known_limit(tenant) {
-            Some(known) => known,
-            None => {
-                let limit = crate::ratelimit::read_limit(tx.conn(), tenant).await?;
-                self.observer.learn_limit(tenant, limit);
-                limit
-            }
-        };
-        crate::metrics::enter_tenant(tenant, &self.observer);
-        Ok(Some(TenantTx {
-            tx,
-            tenant,
-            role,
-            rate_limit,
-            read_only,
-            deferred: None,
-        }))
+        enter_tenant(tx, tenant, sub, request_id, true).await
     }
 
     /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
@@ -566,6 +526,34 @@ impl Database {
     }
 }
 
+/// Enters `tenant` as `sub`, named `request_id`, in one round trip; `None` (and rolled
+/// back) when `sub` is not a member.
+async fn enter_tenant(
+    mut tx: Tx,
+    tenant: Uuid,
+    sub: &str,
+    request_id: &str,
+    read_only: bool,
+) -> Result<Option<TenantTx>, sqlx::Error> {
+    let role: Option<String> = sqlx::query_scalar("SELECT app.enter_tenant($1, $2, $3)")
+        .bind(tenant)
+        .bind(sub)
+        .bind(request_id)
+        .fetch_one(tx.conn())
+        .await?;
+    let Some(role) = role.and_then(|r| r.parse::<Role>().ok()) else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    Ok(Some(TenantTx {
+        tx,
+        tenant,
+        role,
+        read_only,
+        deferred: None,
+    }))
+}
+
 /// Where a request's first write transaction waits for the request's response instead of
 /// committing, so that whoever holds it (the `Idempotency-Key` of [`crate::idempotency`])
 /// can store the response in that same transaction before it commits.
@@ -584,8 +572,6 @@ pub struct TenantTx {
     tx: Tx,
     tenant: Uuid,
     role: Role,
-    /// The tenant's own requests-per-minute limit, if it has one.
-    rate_limit: Option<u32>,
     /// Opened `READ ONLY` ([`Database::begin_tenant_read_only`]).
     read_only: bool,
     deferred: Option<Deferred>,
@@ -600,20 +586,14 @@ impl TenantTx {
         self.role
     }
 
-    pub fn rate_limit(&self) -> Option<u32> {
-        self.rate_limit
-    }
-
     /// Enters `tenant` in an open transaction for Herald's own background work (see
     /// [`Database::begin_service`]); e.g. after a definer function locked the row to work on.
     pub async fn service(mut tx: Tx, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
         tx.enter_service(tenant).await?;
-        crate::metrics::note_tenant(tenant);
         Ok(TenantTx {
             tx,
             tenant,
             role: Role::Admin,
-            rate_limit: None,
             read_only: false,
             deferred: None,
         })

@@ -21,8 +21,11 @@
 //! retry then runs it. Keys are kept 24 hours, then purged by the scheduler ([`purge`]); an
 //! expired key may be used afresh.
 
+pub mod store;
+
 use http::{HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
+pub use store::{PURGE_BATCH, purge};
 use uuid::Uuid;
 
 use crate::db::{Conn, Database, Deferred, TenantTx};
@@ -408,21 +411,6 @@ async fn store(
 /// Headers that describe the result rather than this one delivery of it.
 fn replayable(name: &str) -> bool {
     !(name == "x-request-id" || name.starts_with("ratelimit-"))
-}
-
-/// Keys past their 24 hours deleted per purge (the scheduler runs one a minute): far more
-/// than a busy minute creates, and a bounded statement.
-pub const PURGE_BATCH: i32 = 10_000;
-
-/// Deletes up to [`PURGE_BATCH`] keys older than 24 hours, across tenants; answers how many.
-pub async fn purge(db: &Database) -> Result<i32, sqlx::Error> {
-    let mut tx = db.begin_unscoped().await?;
-    let purged = sqlx::query_scalar("SELECT app.purge_idempotency_keys($1)")
-        .bind(PURGE_BATCH)
-        .fetch_one(tx.conn())
-        .await?;
-    tx.commit().await?;
-    Ok(purged)
 }
 
 #[cfg(test)]
