@@ -25,9 +25,8 @@ pub struct Contact {
     pub phone: Option<String>,
     pub email: Option<String>,
     /// Free-form values for templates.
-    ///
-    /// Kept as the stored JSON text: the API only passes it on, so it is never parsed into
-    /// a map to be written out again. Templates read it through [`Contact::attributes_map`].
+    // Kept as the stored JSON text: the API only passes it on, so it is never parsed into a
+    // map to be written out again. Templates read it through `Contact::attributes_map`.
     #[schema(value_type = Object)]
     pub attributes: JsonbText,
     /// Whether the contact asked not to be messaged; campaigns skip it.
