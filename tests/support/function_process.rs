@@ -140,6 +140,14 @@ impl FunctionProcess {
         FunctionProcess::start(&binary, name, env).await
     }
 
+    /// A function of this workspace with the environment a deployment gives it
+    /// ([`deployed_env`]), pointed at `app`.
+    pub async fn deployed(app: &crate::TestApp, name: &str) -> FunctionProcess {
+        let env = deployed_env(app);
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        FunctionProcess::function(name, &pairs).await
+    }
+
     pub async fn invoke(&self, event: &Value) -> Outcome {
         self.api
             .invoke(event, Duration::from_secs(30))
@@ -173,6 +181,20 @@ impl FunctionProcess {
 
 /// The API Gateway HTTP API (payload 2.0) sample event of AWS's documentation, pointed at
 /// one route: the shape the functions receive in AWS, independent of herald-local's gateway.
+/// The environment template.yaml gives the functions, pointed at `app`'s database and, for
+/// the dispatcher, at `app`'s `@connections` endpoint (with dummy credentials: the local
+/// gateway checks no signature).
+pub fn deployed_env(app: &crate::TestApp) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", app.app_role_url()),
+        ("HERALD_JWT_SECRET", crate::SECRET.to_owned()),
+        ("SLOW_QUERY_MS", "1000".to_owned()),
+        ("HERALD_WS_ENDPOINT", app.base.clone()),
+        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+    ]
+}
+
 pub fn http_event(
     method: &str,
     route_key: &str,

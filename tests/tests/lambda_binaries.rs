@@ -5,24 +5,9 @@
 
 use herald_tests::function_process::{FunctionProcess, function_names, http_event};
 use herald_tests::runtime_api::Outcome;
-use herald_tests::{SECRET, TestApp, token};
+use herald_tests::{TestApp, token};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// The environment a deployed HTTP function gets (template.yaml), pointed at the test database.
-fn env(app: &TestApp) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", app.app_role_url()),
-        ("HERALD_JWT_SECRET", SECRET.to_owned()),
-        ("SLOW_QUERY_MS", "1000".to_owned()),
-    ]
-}
-
-async fn start(app: &TestApp, name: &str) -> FunctionProcess {
-    let env = env(app);
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    FunctionProcess::function(name, &pairs).await
-}
 
 fn status(response: &Value) -> u64 {
     response["statusCode"]
@@ -120,7 +105,7 @@ async fn every_http_function_binary_answers_api_gateway_events() {
         if !http_functions.contains(&name.as_str()) {
             continue;
         }
-        let function = start(&app, &name).await;
+        let function = FunctionProcess::deployed(&app, &name).await;
         for Probe {
             method,
             route,
@@ -183,7 +168,7 @@ async fn every_http_function_binary_answers_api_gateway_events() {
 #[tokio::test]
 async fn a_malformed_event_is_reported_as_an_invocation_error_and_the_runtime_survives() {
     let app = TestApp::spawn().await;
-    let mut function = start(&app, "system").await;
+    let mut function = FunctionProcess::deployed(&app, "system").await;
     let outcome = function.invoke(&json!({"unexpected": true})).await;
     assert!(
         matches!(outcome, Outcome::Error(ref e) if e["errorType"].is_string()),
@@ -305,7 +290,7 @@ async fn the_websocket_function_binaries_answer_api_gateway_websocket_events() {
         .await
     };
 
-    let connect = start(&app, "ws-connect").await;
+    let connect = FunctionProcess::deployed(&app, "ws-connect").await;
     let refused = websocket_event("$connect", "conn-1=", json!({"token": "not-a-jwt"}), None);
     assert_eq!(status(&connect.invoke(&refused).await.response()), 401);
     assert_eq!(stored().await, 0, "a refused connection stores nothing");
@@ -314,7 +299,7 @@ async fn the_websocket_function_binaries_answer_api_gateway_websocket_events() {
     assert_eq!(status(&connect.invoke(&accepted).await.response()), 200);
     assert_eq!(stored().await, 1);
 
-    let default = start(&app, "ws-default").await;
+    let default = FunctionProcess::deployed(&app, "ws-default").await;
     let ping = websocket_event(
         "$default",
         "conn-1=",
@@ -325,7 +310,7 @@ async fn the_websocket_function_binaries_answer_api_gateway_websocket_events() {
     assert_eq!(status(&pong), 200);
     assert_eq!(body(&pong)["type"], "pong", "{pong}");
 
-    let disconnect = start(&app, "ws-disconnect").await;
+    let disconnect = FunctionProcess::deployed(&app, "ws-disconnect").await;
     let gone = websocket_event("$disconnect", "conn-1=", json!({}), None);
     assert_eq!(status(&disconnect.invoke(&gone).await.response()), 200);
     assert_eq!(stored().await, 0, "$disconnect forgets the connection");
@@ -353,12 +338,7 @@ async fn the_scheduled_function_binaries_answer_eventbridge_events() {
     // binary.
     assert_eq!(pending().await, 1);
 
-    let mut env = env(&app);
-    env.push(("HERALD_WS_ENDPOINT", app.base.clone()));
-    env.push(("AWS_ACCESS_KEY_ID", "local".into()));
-    env.push(("AWS_SECRET_ACCESS_KEY", "local".into()));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let dispatcher = FunctionProcess::function("dispatcher", &pairs).await;
+    let dispatcher = FunctionProcess::deployed(&app, "dispatcher").await;
     let drained = dispatcher.invoke(&schedule_event()).await.response();
     assert_eq!(drained["events"], 1, "{drained}");
     assert_eq!(
@@ -367,11 +347,11 @@ async fn the_scheduled_function_binaries_answer_eventbridge_events() {
     );
     assert_eq!(pending().await, 0, "the dispatcher stamped the event");
 
-    let scheduler = start(&app, "scheduler").await;
+    let scheduler = FunctionProcess::deployed(&app, "scheduler").await;
     let report = scheduler.invoke(&schedule_event()).await.response();
     assert_eq!(report["started"], json!([]), "{report}");
 
-    let sender = start(&app, "sender").await;
+    let sender = FunctionProcess::deployed(&app, "sender").await;
     let report = sender.invoke(&schedule_event()).await.response();
     assert_eq!(report["sent"], 0, "{report}");
 }

@@ -8,7 +8,7 @@
 //! here, as a caller would send them.
 
 use herald_tests::function_process::{FunctionProcess, workspace_root};
-use herald_tests::{SECRET, TestApp, token};
+use herald_tests::{TestApp, token};
 use serde_json::{Value, json};
 
 fn event(file: &str) -> Value {
@@ -32,23 +32,6 @@ fn at(mut event: Value, path: &str) -> Value {
     event
 }
 
-fn env(app: &TestApp) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", app.app_role_url()),
-        ("HERALD_JWT_SECRET", SECRET.to_owned()),
-        // The dispatcher's `@connections` endpoint; no connection is open when it runs.
-        ("HERALD_WS_ENDPOINT", app.base.clone()),
-        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-    ]
-}
-
-async fn start(app: &TestApp, name: &str) -> FunctionProcess {
-    let env = env(app);
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    FunctionProcess::function(name, &pairs).await
-}
-
 /// Status and JSON body of an API Gateway response.
 async fn call(function: &FunctionProcess, event: &Value) -> (u64, Value) {
     let response = function.invoke(event).await.response();
@@ -68,7 +51,7 @@ async fn the_http_functions_answer_sams_http_api_events() {
     let tenant = tenant.to_string();
     let signed = |file| signed(file, &bearer, &tenant);
 
-    let contacts = start(&app, "contacts").await;
+    let contacts = FunctionProcess::deployed(&app, "contacts").await;
     let (status, created) = call(&contacts, &signed("sam/http-contacts-create.json")).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["name"], "Ada Lovelace");
@@ -93,17 +76,17 @@ async fn the_http_functions_answer_sams_http_api_events() {
     assert_eq!(status, 401, "SAM's event has no token: {problem}");
     assert_eq!(problem["status"], 401);
 
-    let groups = start(&app, "groups").await;
+    let groups = FunctionProcess::deployed(&app, "groups").await;
     let (status, list) = call(&groups, &signed("sam/http-groups-list.json")).await;
     assert_eq!((status, &list["items"]), (200, &json!([])), "{list}");
 
-    let tenants = start(&app, "tenants").await;
+    let tenants = FunctionProcess::deployed(&app, "tenants").await;
     let (status, list) = call(&tenants, &signed("sam/http-tenants-list.json")).await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["items"][0]["id"], tenant.as_str(), "{list}");
     assert_eq!(list["items"][0]["role"], "owner", "{list}");
 
-    let system = start(&app, "system").await;
+    let system = FunctionProcess::deployed(&app, "system").await;
     let (status, health) = call(&system, &event("sam/http-health.json")).await;
     assert_eq!((status, &health["status"]), (200, &json!("ok")), "{health}");
     // The contacts path, sent to the system function's URL.
@@ -127,7 +110,7 @@ async fn the_websocket_functions_answer_awss_documented_events_in_a_connections_
         .await
     };
 
-    let connect = start(&app, "ws-connect").await;
+    let connect = FunctionProcess::deployed(&app, "ws-connect").await;
     let (status, _) = call(&connect, &event("ws-connect.json")).await;
     assert_eq!(status, 401, "the committed event has no token");
     assert_eq!(stored().await, 0);
@@ -139,11 +122,11 @@ async fn the_websocket_functions_answer_awss_documented_events_in_a_connections_
     assert_eq!(status, 200);
     assert_eq!(stored().await, 1, "$connect stored the connection");
 
-    let default = start(&app, "ws-default").await;
+    let default = FunctionProcess::deployed(&app, "ws-default").await;
     let (status, pong) = call(&default, &event("ws-default.json")).await;
     assert_eq!((status, &pong["type"]), (200, &json!("pong")), "{pong}");
 
-    let disconnect = start(&app, "ws-disconnect").await;
+    let disconnect = FunctionProcess::deployed(&app, "ws-disconnect").await;
     let (status, _) = call(&disconnect, &event("ws-disconnect.json")).await;
     assert_eq!(status, 200);
     assert_eq!(stored().await, 0, "$disconnect forgot the connection");
@@ -158,7 +141,7 @@ async fn the_scheduled_functions_answer_sams_scheduled_event() {
         .await;
     let scheduled = event("sam/scheduled-event.json");
 
-    let dispatcher = start(&app, "dispatcher").await;
+    let dispatcher = FunctionProcess::deployed(&app, "dispatcher").await;
     let drained = dispatcher.invoke(&scheduled).await.response();
     assert_eq!(drained["events"], 1, "contact_created: {drained}");
     let pending: i64 = app
@@ -169,11 +152,11 @@ async fn the_scheduled_functions_answer_sams_scheduled_event() {
         .await;
     assert_eq!(pending, 0);
 
-    let scheduler = start(&app, "scheduler").await;
+    let scheduler = FunctionProcess::deployed(&app, "scheduler").await;
     let report = scheduler.invoke(&scheduled).await.response();
     assert_eq!(report["started"], json!([]), "{report}");
 
-    let sender = start(&app, "sender").await;
+    let sender = FunctionProcess::deployed(&app, "sender").await;
     let report = sender.invoke(&scheduled).await.response();
     assert_eq!(report["sent"], 0, "{report}");
 }
