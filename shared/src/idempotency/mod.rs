@@ -25,6 +25,7 @@ pub mod store;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
+use store::StoredKey;
 pub use store::{PURGE_BATCH, purge};
 use uuid::Uuid;
 
@@ -142,38 +143,12 @@ pub async fn claim(
     lease: std::time::Duration,
 ) -> Result<Claim, Problem> {
     let tenant = tx.tenant();
-    // A key older than a day that the purge has not reached yet counts as unused.
-    let fresh: Option<bool> = sqlx::query_scalar(
-        "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, locked_until) \
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
-         ON CONFLICT (tenant_id, key) DO UPDATE \
-            SET fingerprint = EXCLUDED.fingerprint, locked_until = EXCLUDED.locked_until, \
-                committed_at = NULL, status = NULL, headers = NULL, body = NULL, \
-                created_at = now() \
-          WHERE idempotency_keys.created_at < now() - interval '24 hours' \
-         RETURNING true",
-    )
-    .bind(tenant)
-    .bind(key.as_str())
-    .bind(&fingerprint.0[..])
-    .bind(lease.as_secs_f64())
-    .fetch_optional(tx.conn())
-    .await?;
-    if fresh.is_some() {
+    if store::insert_fresh(&mut tx, key.as_str(), &fingerprint.0, lease).await? {
         tx.commit().await?;
         return Ok(Claim::Run(Held::new(tenant, key)));
     }
-
     // The upsert locked the existing row, so no other claim changes it under us.
-    let stored: StoredKey = sqlx::query_as(
-        "SELECT fingerprint, locked_until > now() AS held, committed_at IS NOT NULL AS committed, \
-                status, headers, body \
-         FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-    )
-    .bind(tenant)
-    .bind(key.as_str())
-    .fetch_one(tx.conn())
-    .await?;
+    let stored = store::stored(&mut tx, key.as_str()).await?;
     if stored.fingerprint != fingerprint.0 {
         tx.rollback().await?;
         return Err(Problem::new(
@@ -183,33 +158,30 @@ pub async fn claim(
     }
     if let Some(status) = stored.status {
         tx.rollback().await?;
-        return Ok(Claim::Replay(stored.replay(status)));
+        return Ok(Claim::Replay(replay(stored, status)));
     }
     if stored.held || stored.committed {
         tx.rollback().await?;
-        let detail = if stored.held {
-            "a request with this Idempotency-Key is in progress; retry after it finishes"
-        } else {
-            "a request with this Idempotency-Key completed but its response was not recorded; \
-             read the resource instead of retrying"
-        };
-        return Err(Problem {
-            retry_after_secs: stored.held.then_some(1),
-            ..Problem::new(Kind::IdempotencyKeyInUse, detail)
-        });
+        return Err(in_use(stored.held));
     }
     // The holder's lease ended and it committed nothing: it died. This request takes over.
-    sqlx::query(
-        "UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3) \
-         WHERE tenant_id = $1 AND key = $2",
-    )
-    .bind(tenant)
-    .bind(key.as_str())
-    .bind(lease.as_secs_f64())
-    .execute(tx.conn())
-    .await?;
+    store::take_over(&mut tx, key.as_str(), lease).await?;
     tx.commit().await?;
     Ok(Claim::Run(Held::new(tenant, key)))
+}
+
+/// 409 for a key whose first request is still running (`held`), or finished unrecorded.
+fn in_use(held: bool) -> Problem {
+    let detail = if held {
+        "a request with this Idempotency-Key is in progress; retry after it finishes"
+    } else {
+        "a request with this Idempotency-Key completed but its response was not recorded; \
+         read the resource instead of retrying"
+    };
+    Problem {
+        retry_after_secs: held.then_some(1),
+        ..Problem::new(Kind::IdempotencyKeyInUse, detail)
+    }
 }
 
 impl Held {
@@ -222,39 +194,28 @@ impl Held {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct StoredKey {
-    fingerprint: Vec<u8>,
-    held: bool,
-    committed: bool,
-    status: Option<i16>,
-    headers: Option<sqlx::types::Json<Vec<(String, String)>>>,
-    body: Option<Vec<u8>>,
-}
-
-impl StoredKey {
-    fn replay(self, status: i16) -> Response<Body> {
-        let mut response = Response::new(match self.body {
-            None => Body::Empty,
-            Some(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Body::Text(text),
-                Err(e) => Body::Binary(e.into_bytes()),
-            },
-        });
-        *response.status_mut() =
-            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        for (name, value) in self.headers.map(|h| h.0).unwrap_or_default() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                headers.append(name, value);
-            }
+/// The response stored with a key, as the first request got it.
+fn replay(stored: StoredKey, status: i16) -> Response<Body> {
+    let mut response = Response::new(match stored.body {
+        None => Body::Empty,
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Binary(e.into_bytes()),
+        },
+    });
+    *response.status_mut() =
+        StatusCode::from_u16(status as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers.map(|h| h.0).unwrap_or_default() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            headers.append(name, value);
         }
-        mark_replayed(&mut response);
-        response
     }
+    mark_replayed(&mut response);
+    response
 }
 
 /// Marks `response` as the answer an earlier request with the same key got.
