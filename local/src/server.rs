@@ -28,6 +28,8 @@ pub struct ServerConfig {
     /// straight to `database_url`'s server as the application role.
     pub db_pooler: herald::db::Pooler,
     pub jwt: JwtConfig,
+    /// The clock tokens' times are judged by: the system's; tests move an adjustable one.
+    pub jwt_clock: herald::auth::Clock,
     pub addr: SocketAddr,
     pub slow_query: Duration,
     pub db_max_connections: u32,
@@ -62,6 +64,7 @@ impl ServerConfig {
             app_database_url: None,
             db_pooler: herald::db::Pooler::None,
             jwt,
+            jwt_clock: herald::auth::Clock::system(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             slow_query: Duration::from_secs(1),
             db_max_connections: default_pool_size(),
@@ -112,7 +115,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let observer = herald::observer::Observer::new(db.app_pool().clone(), config.observer.clone());
     // Idle servers flush their rollups too, not only after requests.
     observer.spawn_ticker();
-    let verifier = Arc::new(Verifier::new(&config.jwt));
+    let verifier = Arc::new(Verifier::with_clock(&config.jwt, config.jwt_clock.clone()));
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     // Twilio signs its callbacks over the URL it calls: this server's.

@@ -3,6 +3,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::time::Duration;
+
+use herald::auth::Clock;
+use herald::auth::jwt::{LEEWAY, MAX_TOKEN_BYTES};
 use herald::config::JwtConfig;
 use herald_tests::{FakeServer, SECRET, TestApp, read};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode, get_current_timestamp};
@@ -264,6 +268,216 @@ async fn an_hs256_token_signed_with_the_public_key_fails_even_when_hs256_is_enab
         &EncodingKey::from_secret(RSA_PUBLIC),
     );
     call(&app, Some(&confused), tenant).await.problem(401);
+}
+
+/// A 401 problem whose detail names `why`, with a Bearer challenge.
+#[track_caller]
+fn refused(reply: &herald_tests::Reply, what: &str, why: &str) {
+    assert_eq!(reply.status, 401, "{what}: {}", reply.json);
+    let detail = reply.problem(401)["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(why), "{what}: {}", reply.json);
+    assert_eq!(reply.headers["www-authenticate"], "Bearer", "{what}");
+}
+
+fn now() -> u64 {
+    get_current_timestamp()
+}
+
+/// RFC 7519 §4.1.5 and §4.1.6: a token is not accepted before its `nbf`, nor when it says it
+/// was issued after now, each with the leeway `exp` has; and it is accepted once its `nbf`
+/// has come (a refusal is not remembered).
+#[tokio::test]
+async fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
+    let clock = Clock::adjustable();
+    let app = TestApp::spawn_config(|c| c.jwt_clock = clock.clone()).await;
+    let tenant = app.tenant("alice").await;
+    let token = |extra: Value| {
+        let mut claims = claims("alice");
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        hs256(&claims, SECRET.as_bytes())
+    };
+
+    let early = token(json!({ "nbf": now() + 3600 }));
+    refused(
+        &call(&app, Some(&early), tenant).await,
+        "nbf in an hour",
+        "nbf",
+    );
+    let issued_later = token(json!({ "iat": now() + 3600 }));
+    refused(
+        &call(&app, Some(&issued_later), tenant).await,
+        "iat in an hour",
+        "iat",
+    );
+    // Within the leeway both pass, as an exp that long gone would.
+    let skewed = token(json!({ "nbf": now() + LEEWAY - 10, "iat": now() + LEEWAY - 10 }));
+    assert_eq!(call(&app, Some(&skewed), tenant).await.status, 200);
+    let expired_within_leeway = hs256(
+        &json!({ "sub": "alice", "exp": now() - (LEEWAY - 10) }),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(
+        call(&app, Some(&expired_within_leeway), tenant)
+            .await
+            .status,
+        200
+    );
+
+    // An hour on, the early token is good (the token expires in ten minutes of real time,
+    // hence a fresh one with the same nbf).
+    let early = hs256(
+        &json!({ "sub": "alice", "exp": now() + 7200, "nbf": now() + 3600 }),
+        SECRET.as_bytes(),
+    );
+    refused(
+        &call(&app, Some(&early), tenant).await,
+        "nbf in an hour",
+        "nbf",
+    );
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(call(&app, Some(&early), tenant).await.status, 200);
+}
+
+/// The same checks for an RS256 token from a JWKS; and a token that is too large or of
+/// another type is refused before any key is fetched for it.
+#[tokio::test]
+async fn jwks_tokens_are_held_to_their_nbf_size_and_type() {
+    let jwks = FakeServer::serve_json(serde_json::from_str(JWKS).unwrap()).await;
+    let clock = Clock::adjustable();
+    let app = TestApp::spawn_config(|c| {
+        c.jwt = JwtConfig {
+            hs256_secret: None,
+            jwks_url: Some(format!("{}/.well-known/jwks.json", jwks.url)),
+            issuer: Some("https://issuer.example".into()),
+            audience: Some("herald".into()),
+        };
+        c.jwt_clock = clock.clone();
+    })
+    .await;
+    let tenant = app.tenant("alice").await;
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let rs256 = |extra: Value, header: Header| {
+        let mut claims = json!({ "sub": "alice", "exp": now() + 7200,
+                                 "iss": "https://issuer.example", "aud": "herald" });
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        sign(header, &claims, &rsa)
+    };
+    let rsa_1 = || with_kid(Algorithm::RS256, "rsa-1");
+
+    let oversized = rs256(json!({ "pad": "x".repeat(MAX_TOKEN_BYTES) }), rsa_1());
+    refused(
+        &call(&app, Some(&oversized), tenant).await,
+        "oversized",
+        "longer than",
+    );
+    let dpop = rs256(
+        json!({}),
+        Header {
+            typ: Some("dpop+jwt".into()),
+            ..rsa_1()
+        },
+    );
+    refused(
+        &call(&app, Some(&dpop), tenant).await,
+        "typ dpop+jwt",
+        "typ",
+    );
+    assert_eq!(jwks.hits(), 0, "keys fetched for tokens refused unread");
+
+    let early = rs256(json!({ "nbf": now() + 3600 }), rsa_1());
+    refused(
+        &call(&app, Some(&early), tenant).await,
+        "RS256 nbf in an hour",
+        "nbf",
+    );
+    let issued_later = rs256(json!({ "iat": now() + 3600 }), rsa_1());
+    refused(
+        &call(&app, Some(&issued_later), tenant).await,
+        "RS256 iat in an hour",
+        "iat",
+    );
+    // RFC 9068 access tokens are JWTs too, whichever way their type is spelt.
+    for typ in ["JWT", "jwt", "at+jwt", "application/at+jwt"] {
+        let typed = rs256(
+            json!({}),
+            Header {
+                typ: Some(typ.into()),
+                ..rsa_1()
+            },
+        );
+        assert_eq!(call(&app, Some(&typed), tenant).await.status, 200, "{typ}");
+    }
+
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(call(&app, Some(&early), tenant).await.status, 200);
+    assert_eq!(jwks.hits(), 1, "JWKS fetched {} times", jwks.hits());
+}
+
+/// Size and type for HS256 tokens: an otherwise valid token over the cap, or one whose
+/// `typ` says it is something else, is refused; `typ: JWT` and no `typ` at all pass.
+#[tokio::test]
+async fn oversized_tokens_and_other_types_are_refused() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("alice").await;
+    let secret = EncodingKey::from_secret(SECRET.as_bytes());
+    let typed = |typ: Option<&str>, claims: &Value| {
+        let header = Header {
+            typ: typ.map(str::to_owned),
+            ..Header::new(Algorithm::HS256)
+        };
+        sign(header, claims, &secret)
+    };
+    let padded = |pad: usize| json!({ "sub": "alice", "exp": now() + 600, "pad": "x".repeat(pad) });
+
+    let fits = typed(Some("JWT"), &padded(MAX_TOKEN_BYTES * 3 / 4 - 300));
+    assert!(fits.len() <= MAX_TOKEN_BYTES);
+    assert_eq!(call(&app, Some(&fits), tenant).await.status, 200);
+    let oversized = typed(Some("JWT"), &padded(MAX_TOKEN_BYTES * 3 / 4));
+    assert!(oversized.len() > MAX_TOKEN_BYTES);
+    refused(
+        &call(&app, Some(&oversized), tenant).await,
+        "oversized",
+        "longer than",
+    );
+
+    assert_eq!(
+        call(&app, Some(&typed(None, &claims("alice"))), tenant)
+            .await
+            .status,
+        200
+    );
+    for bogus in ["JWS", "dpop+jwt", "logout+jwt", "text/plain"] {
+        let token = typed(Some(bogus), &claims("alice"));
+        refused(&call(&app, Some(&token), tenant).await, bogus, "typ");
+    }
+}
+
+/// A token that passed is remembered, but never past its `exp`: moved past it (and the
+/// leeway) well within the memory's recheck interval, the same token is refused.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_past_its_exp() {
+    let clock = Clock::adjustable();
+    let app = TestApp::spawn_config(|c| c.jwt_clock = clock.clone()).await;
+    let tenant = app.tenant("alice").await;
+    let token = hs256(
+        &json!({ "sub": "alice", "exp": now() + 5 }),
+        SECRET.as_bytes(),
+    );
+    assert_eq!(call(&app, Some(&token), tenant).await.status, 200);
+    assert_eq!(call(&app, Some(&token), tenant).await.status, 200);
+    clock.advance(Duration::from_secs(5 + LEEWAY + 1));
+    assert!(5 + LEEWAY + 1 < herald::auth::jwt::RECHECK_AFTER.as_secs());
+    refused(
+        &call(&app, Some(&token), tenant).await,
+        "remembered, past exp",
+        "expired",
+    );
 }
 
 /// The tenant comes from `X-Tenant-ID`, else `tenantId`, else the token's claim; a request

@@ -8,7 +8,7 @@ pub mod jwks;
 pub mod jwt;
 
 pub use crate::domain::{Access, Role};
-pub use jwt::{Claims, Verifier};
+pub use jwt::{Claims, Clock, Verifier};
 
 /// Why a token was refused. Every variant answers 401; the variants exist for logs.
 #[derive(Debug, thiserror::Error)]
@@ -17,12 +17,20 @@ pub enum AuthError {
     Missing,
     #[error("the token is malformed")]
     Malformed,
+    #[error("the token is longer than {} bytes", jwt::MAX_TOKEN_BYTES)]
+    TooLarge,
+    #[error("the token's type (typ) is not accepted: it must be JWT or at+jwt")]
+    Type,
     #[error("the token's algorithm is not accepted")]
     Algorithm,
     #[error("the token's key is unknown")]
     UnknownKey,
     #[error("the token is expired")]
     Expired,
+    #[error("the token is not valid yet: its nbf (not before) is in the future")]
+    NotYetValid,
+    #[error("the token was issued in the future: its iat (issued at) is ahead of the clock")]
+    IssuedInFuture,
     #[error("the token is invalid: {0}")]
     Invalid(String),
     #[error("the signing keys could not be fetched: {0}")]
