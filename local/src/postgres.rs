@@ -92,8 +92,10 @@ pub struct Private {
 impl Private {
     /// The cluster in `dir` (which may not exist yet), run by the machine's binaries.
     pub fn new(dir: PathBuf) -> anyhow::Result<Private> {
-        let bin = find_bindir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))?;
-        Ok(Private { dir, bin })
+        Ok(Private {
+            dir,
+            bin: bindir()?,
+        })
     }
 
     /// Initialises the cluster if its directory holds none and starts it if it is not
@@ -174,20 +176,9 @@ impl Private {
         conf_port(&conf).context("no port in the cluster's postgresql.conf")
     }
 
-    /// `program` from the cluster's binaries, as the `postgres` user when this process is root.
+    /// `program` from the cluster's binaries (see [`pg_command`]).
     pub fn command(&self, program: &str) -> std::process::Command {
-        let program = self.bin.join(program);
-        let mut command = if as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            std::process::Command::new(program)
-        };
-        // As `postgres`, root's working directory may be unreadable.
-        command.current_dir("/");
-        command.stdin(std::process::Stdio::null());
-        command
+        pg_command(&self.bin, program)
     }
 
     /// The command line that stops the cluster.
@@ -235,7 +226,32 @@ fn free_port(avoid: u16) -> anyhow::Result<u16> {
         .context("no free port for PostgreSQL on 127.0.0.1")
 }
 
-fn as_root() -> bool {
+/// `program` from PostgreSQL's binaries in `bin`, as the `postgres` user when this process
+/// is root (PostgreSQL refuses to run as root), from `/` (root's working directory may be
+/// unreadable to `postgres`) and with no input.
+pub fn pg_command(bin: &Path, program: &str) -> std::process::Command {
+    let program = bin.join(program);
+    let mut command = if as_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    command.current_dir("/");
+    command.stdin(std::process::Stdio::null());
+    command
+}
+
+/// The machine's PostgreSQL binaries: `PG_BINDIR`, else as [`find_bindir`] finds them.
+pub fn bindir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return Ok(dir.into());
+    }
+    find_bindir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+pub fn as_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()

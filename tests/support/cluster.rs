@@ -1,13 +1,13 @@
 //! A private PostgreSQL server for the tests that stop and start it: the shared server on
 //! 5432 serves every other test at the same time, so it must never go down.
 //!
-//! Made with the machine's own `initdb` and `pg_ctl` (Debian's `/usr/lib/postgresql/*/bin`,
-//! or `PG_BINDIR`). PostgreSQL refuses to run as root, so as root the commands run as the
-//! `postgres` user.
+//! Made with the machine's own `initdb` and `pg_ctl`, found and run as `herald-local` runs
+//! its private cluster ([`herald_local::postgres`]): as the `postgres` user when root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
+use herald_local::postgres::{as_root, bindir, pg_command};
 use sqlx::postgres::PgConnectOptions;
 use tokio::process::Command;
 
@@ -36,7 +36,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).expect("cluster directory");
         let cluster = Cluster {
             port: free_port(),
-            bin: bindir(),
+            bin: bindir().expect("PostgreSQL's binaries (or set PG_BINDIR)"),
             dir,
         };
         if as_root() {
@@ -113,16 +113,9 @@ impl Cluster {
         assert!(status.success(), "{program} {args:?} failed");
     }
 
-    /// `program` from PostgreSQL's binaries, as `postgres` when this process is root.
+    /// `program` from PostgreSQL's binaries, in the cluster's directory.
     fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
-        let program = self.bin.join(program);
-        let mut command = if as_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            std::process::Command::new(program)
-        };
+        let mut command = pg_command(&self.bin, program);
         command.args(args).current_dir(&self.dir);
         command
     }
@@ -138,31 +131,6 @@ impl Drop for Cluster {
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn as_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// `PG_BINDIR`, or the newest of Debian's `/usr/lib/postgresql/<version>/bin`.
-fn bindir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return dir.into();
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL's binaries under /usr/lib/postgresql (or set PG_BINDIR)")
-        .filter_map(|e| Some(e.ok()?.path().join("bin")))
-        .filter(|bin| Path::new(bin).join("pg_ctl").exists())
-        .collect();
-    found.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    found.pop().expect("pg_ctl under /usr/lib/postgresql/*/bin")
 }
 
 fn free_port() -> u16 {
