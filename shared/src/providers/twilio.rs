@@ -189,6 +189,53 @@ fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Hmac<Sha1> {
 mod tests {
     use super::*;
 
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn report(pairs: &[(&str, &str)]) -> Option<(StatusReport, bool)> {
+        status_report(&form(pairs))
+    }
+
+    #[test]
+    fn status_callbacks_map_onto_message_statuses() {
+        let (sent, opted_out) =
+            report(&[("MessageSid", "SM1"), ("MessageStatus", "sent")]).unwrap();
+        assert_eq!(
+            (sent.status, sent.error, opted_out),
+            (MessageStatus::Sent, None, false)
+        );
+        assert_eq!(sent.provider_message_id.as_deref(), Some("SM1"));
+        let delivered = report(&[("SmsStatus", "delivered")]).unwrap().0;
+        assert_eq!(
+            delivered.status,
+            MessageStatus::Delivered,
+            "the older field name"
+        );
+        let (failed, opted_out) =
+            report(&[("MessageStatus", "undelivered"), ("ErrorCode", "21610")]).unwrap();
+        assert_eq!(failed.status, MessageStatus::Failed);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("twilio: undelivered (error 21610)")
+        );
+        assert!(opted_out, "21610: the recipient replied STOP");
+        let unknown = report(&[("MessageStatus", "failed"), ("ErrorCode", "")])
+            .unwrap()
+            .0;
+        assert_eq!(
+            unknown.error.as_deref(),
+            Some("twilio: failed (error unknown)")
+        );
+        for nothing in ["queued", "accepted", "sending", "scheduled", "canceled"] {
+            assert!(report(&[("MessageStatus", nothing)]).is_none(), "{nothing}");
+        }
+        assert!(report(&[]).is_none());
+    }
+
     /// The example of Twilio's security documentation.
     #[test]
     fn matches_twilios_documented_example() {

@@ -289,34 +289,7 @@ impl<'a> Walker<'a> {
                 Ok(())
             }
             Expr::UnaryOp(u) => self.expr(&u.expr),
-            Expr::BinOp(b) => {
-                match b.op {
-                    BinOpKind::Concat => {
-                        return Err(self.error(
-                            b.span(),
-                            "the `~` operator is not available; write `{{ a }}{{ b }}` instead",
-                        ));
-                    }
-                    BinOpKind::Add | BinOpKind::Mul
-                        if !(self.numeric(&b.left) && self.numeric(&b.right)) =>
-                    {
-                        let op = if matches!(b.op, BinOpKind::Add) {
-                            "+"
-                        } else {
-                            "*"
-                        };
-                        return Err(self.error(
-                            b.span(),
-                            format!(
-                                "`{op}` works on numbers only: convert with `| int` or `| float`"
-                            ),
-                        ));
-                    }
-                    _ => {}
-                }
-                self.expr(&b.left)?;
-                self.expr(&b.right)
-            }
+            Expr::BinOp(b) => self.bin_op(b),
             Expr::Compare(c) => {
                 self.expr(&c.expr)?;
                 c.ops.iter().try_for_each(|op| self.expr(&op.expr))
@@ -329,22 +302,7 @@ impl<'a> Walker<'a> {
                     None => Ok(()),
                 }
             }
-            Expr::Filter(f) => {
-                if !FILTERS.contains(&f.name) {
-                    return Err(self.error(
-                        f.span(),
-                        format!(
-                            "unknown filter `{}`; available: {}",
-                            f.name,
-                            FILTERS.join(", ")
-                        ),
-                    ));
-                }
-                if let Some(e) = &f.expr {
-                    self.expr(e)?;
-                }
-                self.args(&f.args)
-            }
+            Expr::Filter(f) => self.filter(f),
             Expr::Test(t) => {
                 if !TESTS.contains(&t.name) {
                     return Err(self.error(t.span(), format!("unknown test `{}`", t.name)));
@@ -352,23 +310,7 @@ impl<'a> Walker<'a> {
                 self.expr(&t.expr)?;
                 self.args(&t.args)
             }
-            Expr::Call(c) => {
-                let allowed = match &c.expr {
-                    Expr::Var(v) => v.id == "range" && !self.bound_by_loop("range"),
-                    Expr::GetAttr(a) => {
-                        matches!(&a.expr, Expr::Var(v) if v.id == "loop" && self.in_loop())
-                            && matches!(a.name, "cycle" | "changed")
-                    }
-                    _ => false,
-                };
-                if !allowed {
-                    return Err(self.error(
-                        c.span(),
-                        "calls are not available, except `range(...)` and `loop.cycle(...)`",
-                    ));
-                }
-                self.args(&c.args)
-            }
+            Expr::Call(c) => self.call(c),
             Expr::List(l) => l.items.iter().try_for_each(|item| self.literal_item(item)),
             Expr::Map(m) => m
                 .keys
@@ -376,6 +318,67 @@ impl<'a> Walker<'a> {
                 .chain(&m.values)
                 .try_for_each(|item| self.literal_item(item)),
         }
+    }
+
+    /// `~` is refused (it stringifies anything); `+` and `*` only on numbers.
+    fn bin_op(&mut self, b: &ast::Spanned<ast::BinOp<'a>>) -> Checked {
+        let op = match b.op {
+            BinOpKind::Concat => {
+                return Err(self.error(
+                    b.span(),
+                    "the `~` operator is not available; write `{{ a }}{{ b }}` instead",
+                ));
+            }
+            BinOpKind::Add => Some("+"),
+            BinOpKind::Mul => Some("*"),
+            _ => None,
+        };
+        if let Some(op) = op
+            && !(self.numeric(&b.left) && self.numeric(&b.right))
+        {
+            return Err(self.error(
+                b.span(),
+                format!("`{op}` works on numbers only: convert with `| int` or `| float`"),
+            ));
+        }
+        self.expr(&b.left)?;
+        self.expr(&b.right)
+    }
+
+    fn filter(&mut self, f: &ast::Spanned<ast::Filter<'a>>) -> Checked {
+        if !FILTERS.contains(&f.name) {
+            return Err(self.error(
+                f.span(),
+                format!(
+                    "unknown filter `{}`; available: {}",
+                    f.name,
+                    FILTERS.join(", ")
+                ),
+            ));
+        }
+        if let Some(e) = &f.expr {
+            self.expr(e)?;
+        }
+        self.args(&f.args)
+    }
+
+    /// Only `range(...)` (unless a loop rebinds it) and `loop.cycle`/`loop.changed`.
+    fn call(&mut self, c: &ast::Spanned<ast::Call<'a>>) -> Checked {
+        let allowed = match &c.expr {
+            Expr::Var(v) => v.id == "range" && !self.bound_by_loop("range"),
+            Expr::GetAttr(a) => {
+                matches!(&a.expr, Expr::Var(v) if v.id == "loop" && self.in_loop())
+                    && matches!(a.name, "cycle" | "changed")
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(self.error(
+                c.span(),
+                "calls are not available, except `range(...)` and `loop.cycle(...)`",
+            ));
+        }
+        self.args(&c.args)
     }
 
     fn args(&mut self, args: &[CallArg<'a>]) -> Checked {
