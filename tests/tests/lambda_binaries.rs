@@ -249,10 +249,8 @@ fn schedule_event() -> Value {
 
 /// API Gateway's WebSocket event for `route` on `connection`, from AWS's `$connect` sample.
 fn websocket_event(route: &str, connection: &str, query: Value, body: Option<&str>) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!(
-        "../fixtures/events/apigw-websocket-connect.json"
-    ))
-    .unwrap();
+    let mut event: Value =
+        serde_json::from_str(include_str!("../../events/ws-connect.json")).unwrap();
     let event_type = match route {
         "$connect" => "CONNECT",
         "$disconnect" => "DISCONNECT",

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald_local::postgres::Private;
-use herald_tests::function_process::workspace_root;
+use herald_tests::function_process::binaries;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -82,7 +82,7 @@ impl Scene {
             .port();
         Scene {
             cluster: Private::new(root.join("state/postgres")).expect("PostgreSQL's binaries"),
-            binary: herald_local_binary(),
+            binary: binaries().join("herald-local"),
             probe,
             root,
         }
@@ -245,40 +245,4 @@ impl Served {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Builds the `herald-local` binary alone (`cargo test` builds a dependency's library, not
-/// its binaries) and returns its path.
-fn herald_local_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = std::process::Command::new(cargo);
-    command.current_dir(workspace_root()).args([
-        "build",
-        "--quiet",
-        "-p",
-        "herald-local",
-        "--bin",
-        "herald-local",
-    ]);
-    // The test runner's variables would reach build scripts and make cargo rebuild.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let runner = ["CARGO_", "NEXTEST", "RUST"]
-            .iter()
-            .any(|p| name.starts_with(p));
-        let kept = [
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "RUSTUP_HOME",
-            "RUSTUP_TOOLCHAIN",
-        ];
-        if runner && !kept.contains(&name.as_ref()) {
-            command.env_remove(name.as_ref());
-        }
-    }
-    assert!(command.status().unwrap().success(), "herald-local builds");
-    std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"))
-        .join("debug/herald-local")
 }
