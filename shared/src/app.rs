@@ -252,12 +252,12 @@ impl App {
     /// The tenant's own requests-per-minute limit, if it has one: read once membership is
     /// proven, and only when this process does not know it yet.
     async fn tenant_limit(&self, tx: &mut TenantTx) -> Result<Option<u32>, sqlx::Error> {
-        if let Some(known) = self.observer.known_limit(tx.tenant()) {
+        let tenant = tx.tenant();
+        if let Some(known) = self.observer.known_limit(tenant) {
             return Ok(known);
         }
-        let tenant = tx.tenant();
         let limit = crate::ratelimit::read_limit(tx.conn(), tenant).await?;
-        self.observer.learn_limit(tx.tenant(), limit);
+        self.observer.learn_limit(tenant, limit);
         Ok(limit)
     }
 

@@ -16,17 +16,6 @@ use crate::messages::input::StatusReport;
 use crate::messages::store as messages;
 use crate::messages::{Message, MessageStatus};
 
-/// The columns of [`Message`] (as `messages::store` selects them); a macro so that
-/// statements stay `'static` strings.
-macro_rules! message_columns {
-    () => {
-        "m.id, m.tenant_id, m.campaign_id, m.contact_id, m.channel, m.recipient,
-         coalesce(m.body, '') AS body, m.status, m.error, m.provider_message_id, m.queued_at,
-         m.sending_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at, m.created_at,
-         m.updated_at"
-    };
-}
-
 /// A claimed message.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
@@ -284,7 +273,7 @@ async fn end(tx: &mut TenantTx, b: &Batch) -> Result<Vec<Message>, StoreError> {
               AS r(id, status, error, pid, body)
          WHERE m.tenant_id = $1 AND m.id = r.id AND m.status = 'sending'
          RETURNING ",
-        message_columns!()
+        crate::messages::store::columns!("m.")
     ))
     .bind(tenant)
     .bind(&b.ended)

@@ -17,15 +17,24 @@ use crate::db::StoreError;
 use crate::db::TenantTx;
 use crate::domain::{Cursor, Limit, Offset};
 
-/// The columns of [`Message`]; a macro so that statements stay `'static` strings.
+/// The columns of [`Message`], each under the table alias `$p` (`"m."`) when given; a macro
+/// so that statements stay `'static` strings.
+#[rustfmt::skip]
 macro_rules! columns {
     () => {
-        "id, tenant_id, campaign_id, contact_id, channel, recipient, coalesce(body, '') AS body,
-         status, error,
-         provider_message_id, queued_at, sending_at, sent_at, delivered_at, read_at,
-         failed_at, created_at, updated_at"
+        columns!("")
+    };
+    ($p:literal) => {
+        concat!(
+            $p, "id, ", $p, "tenant_id, ", $p, "campaign_id, ", $p, "contact_id, ",
+            $p, "channel, ", $p, "recipient, coalesce(", $p, "body, '') AS body, ",
+            $p, "status, ", $p, "error, ", $p, "provider_message_id, ", $p, "queued_at, ",
+            $p, "sending_at, ", $p, "sent_at, ", $p, "delivered_at, ", $p, "read_at, ",
+            $p, "failed_at, ", $p, "created_at, ", $p, "updated_at"
+        )
     };
 }
+pub(crate) use columns;
 
 pub struct ListQuery {
     pub limit: Limit,
