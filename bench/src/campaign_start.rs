@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut steps = 0;
     loop {
-        let mut tx = db.begin_service(setup.tenant).await?;
+        let mut tx = db.begin_service(setup.tenant, "bench").await?;
         let step = materialize::step(&mut tx, campaign, args.batch)
             .await
             .map_err(|e| anyhow::anyhow!("step failed: {}", e.report()))?;

@@ -24,8 +24,11 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+#[path = "scratch_db.rs"]
+mod scratch_db;
 #[path = "stdout.rs"]
 mod stdout;
+use scratch_db::drop_database;
 use stdout::redirect_stdout;
 
 #[global_allocator]
@@ -243,22 +246,6 @@ impl Run {
             self.analysed_plan
         )
     }
-}
-
-/// `DROP DATABASE … WITH (FORCE)`: the servers' pools and listeners still run and would
-/// reconnect between sqlx's terminating them and dropping the database.
-async fn drop_database(url: &str) -> anyhow::Result<()> {
-    let (server, name) = url.rsplit_once('/').context("a database name in the URL")?;
-    let name = name.split('?').next().unwrap_or(name);
-    let mut conn = PgConnection::connect(&format!("{server}/postgres")).await?;
-    let sql = format!(
-        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-        name.replace('"', "\"\"")
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
 }
 
 /// Waits for the dispatcher to stamp the imports' 100,000 events, so that it does not share

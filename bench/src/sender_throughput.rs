@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let campaign = setup.running_campaign().await?;
     let db = setup.app_db(args.connections)?;
     loop {
-        let mut tx = db.begin_service(setup.tenant).await?;
+        let mut tx = db.begin_service(setup.tenant, "bench").await?;
         let step = materialize::step(&mut tx, campaign, 50_000)
             .await
             .map_err(|e| anyhow::anyhow!(e.report()))?;

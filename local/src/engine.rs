@@ -38,7 +38,8 @@ pub async fn run_sender(db: Database, sender: Arc<Sender>, poll: Duration) {
 }
 
 /// Runs the scheduler every `every` until the task is dropped.
-pub async fn run_scheduler(db: Database, every: Duration) {
+/// It also purges expired idempotency keys and events older than `retention`.
+pub async fn run_scheduler(db: Database, every: Duration, retention: Duration) {
     loop {
         match scheduler::run_once(&db).await {
             Ok(started) if !started.is_empty() => {
@@ -49,6 +50,10 @@ pub async fn run_scheduler(db: Database, every: Duration) {
         }
         if let Err(e) = herald::idempotency::purge(&db).await {
             tracing::warn!(error = %e, "idempotency key purge failed");
+        }
+        let before = time::OffsetDateTime::now_utc() - retention;
+        if let Err(e) = herald::events::purge(&db, before).await {
+            tracing::warn!(error = %e, "event purge failed");
         }
         tokio::time::sleep(every).await;
     }

@@ -57,6 +57,9 @@ enum Command {
         /// Seconds a keyed request whose process died before committing blocks its retries.
         #[arg(long, env = "HERALD_IDEMPOTENCY_LEASE_SECS", default_value_t = herald::idempotency::LEASE.as_secs())]
         idempotency_lease_secs: u64,
+        /// Days the event history (`GET /api/events`) keeps events.
+        #[arg(long, env = "HERALD_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+        event_retention_days: u64,
     },
     /// Create the database if needed and apply every migration.
     Migrate,
@@ -100,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limit_per_minute,
             stats_flush_secs,
             idempotency_lease_secs,
+            event_retention_days,
         } => {
             herald::telemetry::init();
             let jwt = JwtConfig {
@@ -121,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 addr: SocketAddr::new(host, port),
                 slow_query: Duration::from_millis(slow_query_ms),
                 idempotency_lease: Duration::from_secs(idempotency_lease_secs.max(1)),
+                event_retention: Duration::from_secs(event_retention_days * 86_400),
                 ..ServerConfig::new(postgres::database_url(cli.database_url).await?, jwt)
             };
             let running = server::start(config).await?;

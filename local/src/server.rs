@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub webhook_delivery: herald::webhooks::delivery::Options,
     /// How long a request holds its `Idempotency-Key` (fault tests shorten it).
     pub idempotency_lease: Duration,
+    /// How long the event history keeps events (`HERALD_EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
 }
 
 impl ServerConfig {
@@ -79,6 +81,7 @@ impl ServerConfig {
             twilio_base_url: herald::providers::TWILIO_API.parse().expect("a valid URL"),
             webhook_delivery: herald::webhooks::delivery::Options::default(),
             idempotency_lease: herald::idempotency::LEASE,
+            event_retention: herald::events::DEFAULT_RETENTION,
         }
     }
 }
@@ -149,7 +152,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         ));
     }
     if let Some(every) = config.scheduler_every {
-        tokio::spawn(crate::engine::run_scheduler(db.clone(), every));
+        tokio::spawn(crate::engine::run_scheduler(
+            db.clone(),
+            every,
+            config.event_retention,
+        ));
     }
     // Webhook deliveries run continuously beside the HTTP routes.
     tokio::spawn(herald::webhooks::delivery::worker::run(

@@ -110,17 +110,20 @@ async fn upgrade(
     let (single, multi) = query_maps(uri.query().unwrap_or(""));
     event["queryStringParameters"] = single;
     event["multiValueQueryStringParameters"] = multi;
-    let response = invoke(&gateway.connect, event).await;
-    let status = status_of(&response);
-    if !status.is_success() {
-        return status.into_response();
-    }
-
+    // Open before `$connect` runs: what the dispatcher posts the moment `$connect` commits
+    // (a replay after `since`) is queued, not refused. (In AWS such a post is refused with 410
+    // until the handshake ends; the dispatcher then retries a young connection's replay.)
     let queue = gateway.registry.open(
         &peer.connection_id,
         peer.source_ip.clone(),
         peer.user_agent.clone(),
     );
+    let response = invoke(&gateway.connect, event).await;
+    let status = status_of(&response);
+    if !status.is_success() {
+        gateway.registry.close(&peer.connection_id);
+        return status.into_response();
+    }
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| serve(gateway, peer, socket, queue))

@@ -8,9 +8,11 @@ use lambda_http::RequestExt;
 use uuid::Uuid;
 
 use crate::api::{self, Endpoint, Function, Matched, Router};
+use crate::apikeys::Secret;
 use crate::auth::{self, Access, AuthError, Verifier};
 use crate::config::Config;
 use crate::db::{Database, TenantTx};
+use crate::domain::Actor;
 use crate::http::{Body, Locale, Problem, Request, Response, request};
 use crate::idempotency::{self, Claim};
 use crate::metrics;
@@ -166,13 +168,14 @@ impl App {
                     None => req,
                 };
                 // Boxed: its transaction's future would otherwise sit inline in every request's.
-                let claim = Box::pin(self.claim_idempotency_key(&req, route.tenantless));
+                let claim = Box::pin(self.claim_idempotency_key(&req, route));
                 match claim.await {
                     Ok(None) => render((route.handler)(self, &req).await),
                     Ok(Some(Claim::Run(held))) => {
                         req.extensions_mut().insert(held.pending());
                         let response = render((route.handler)(self, &req).await);
-                        render(held.finish(&self.db, response).await)
+                        // Boxed like the claim: it opens transactions of its own.
+                        render(Box::pin(held.finish(&self.db, response)).await)
                     }
                     Ok(Some(Claim::Replay(response))) => response,
                     Err(problem) => render(Err(problem)),
@@ -195,6 +198,11 @@ impl App {
     /// tenant, listing one's own). Everything else goes through [`App::begin`].
     pub async fn caller(&self, req: &Request) -> Result<auth::Claims, Problem> {
         let token = auth::bearer_token(req.headers()).map_err(unauthenticated)?;
+        if Secret::from_bearer(token).is_some() {
+            return Err(Problem::forbidden(
+                "an API key acts only within its own tenant; this needs a member's token",
+            ));
+        }
         self.verifier.verify(token).await.map_err(unauthenticated)
     }
 
@@ -232,6 +240,16 @@ impl App {
     /// The caller's transaction in the tenant the request names, whatever its role;
     /// `READ ONLY` when `read_only`.
     async fn enter(&self, req: &Request, read_only: bool) -> Result<TenantTx, Problem> {
+        let token = auth::bearer_token(req.headers()).map_err(unauthenticated)?;
+        let tx = match Secret::from_bearer(token) {
+            Some(key) => self.enter_with_key(req, &key, read_only).await?,
+            None => self.enter_as_member(req, read_only).await?,
+        };
+        metrics::enter_tenant(tx.tenant(), &self.observer);
+        Ok(tx)
+    }
+
+    async fn enter_as_member(&self, req: &Request, read_only: bool) -> Result<TenantTx, Problem> {
         let claims = self.caller(req).await?;
         let tenant = named_tenant(req, claims.tenant_id.as_deref())?;
         let request_id = metrics::request_id();
@@ -244,9 +262,43 @@ impl App {
                 .begin_tenant(tenant, &claims.sub, &request_id)
                 .await?
         };
-        let tx = tx.ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))?;
-        metrics::enter_tenant(tenant, &self.observer);
-        Ok(tx)
+        tx.ok_or_else(|| Problem::forbidden("you are not a member of this tenant"))
+    }
+
+    /// The transaction of an API key, in the key's tenant with the key's role. A request
+    /// naming another tenant is refused (403); a key's last use is recorded once a minute,
+    /// in a transaction of its own (a read-only one cannot), before the request's.
+    async fn enter_with_key(
+        &self,
+        req: &Request,
+        key: &Secret,
+        read_only: bool,
+    ) -> Result<TenantTx, Problem> {
+        let request_id = metrics::request_id();
+        let refused = || Problem::unauthenticated("the API key is unknown, revoked or expired");
+        let mut entry = (self
+            .db
+            .begin_api_key(&key.hash(), &request_id, read_only)
+            .await?)
+            .ok_or_else(refused)?;
+        let tenant = entry.tx.tenant();
+        if named_tenant(req, Some(&tenant.to_string()))? != tenant {
+            entry.tx.rollback().await?;
+            return Err(Problem::forbidden("this API key belongs to another tenant"));
+        }
+        if entry.stale {
+            let Actor::ApiKey { id } = *entry.tx.actor() else {
+                unreachable!("an API key's transaction acts for the key")
+            };
+            entry.tx.rollback().await?;
+            self.db.touch_api_key(id).await?;
+            entry = (self
+                .db
+                .begin_api_key(&key.hash(), &request_id, read_only)
+                .await?)
+                .ok_or_else(refused)?;
+        }
+        Ok(entry.tx)
     }
 
     /// The tenant's own requests-per-minute limit, if it has one: read once membership is
@@ -267,14 +319,20 @@ impl App {
     async fn claim_idempotency_key(
         &self,
         req: &Request,
-        tenantless: bool,
+        route: &api::Route,
     ) -> Result<Option<Claim>, Problem> {
-        if tenantless || req.method() != http::Method::POST {
+        if route.tenantless || req.method() != http::Method::POST {
             return Ok(None);
         }
         let Some(key) = idempotency::Key::from_header(req)? else {
             return Ok(None);
         };
+        if route.secret_answer {
+            return Err(Problem::malformed(
+                "this route takes no Idempotency-Key: its answer holds a secret shown once, \
+                 which Herald does not store to replay",
+            ));
+        }
         let tx = self.enter(req, false).await?;
         idempotency::claim(
             tx,

@@ -34,6 +34,9 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Twilio's API root (`HERALD_TWILIO_BASE_URL`, default `https://api.twilio.com`).
     pub twilio_base_url: url::Url,
+    /// How long the event history keeps events (`HERALD_EVENT_RETENTION_DAYS`, default 30,
+    /// at least 1): the scheduler purges older ones.
+    pub event_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,7 @@ impl Config {
             public_url: parse_var("HERALD_PUBLIC_URL")?,
             twilio_base_url: parse_var("HERALD_TWILIO_BASE_URL")?
                 .unwrap_or_else(|| crate::providers::TWILIO_API.parse().expect("a valid URL")),
+            event_retention: event_retention_from_env()?,
         })
     }
 }
@@ -190,4 +194,15 @@ where
             })
         })
         .transpose()
+}
+
+fn event_retention_from_env() -> Result<Duration, ConfigError> {
+    match parse_var::<u64>("HERALD_EVENT_RETENTION_DAYS")? {
+        None => Ok(crate::events::DEFAULT_RETENTION),
+        Some(days @ 1..=3650) => Ok(Duration::from_secs(days * 86_400)),
+        Some(_) => Err(ConfigError::Invalid {
+            name: "HERALD_EVENT_RETENTION_DAYS",
+            reason: "must be a number of days from 1 to 3650".into(),
+        }),
+    }
 }

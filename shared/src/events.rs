@@ -93,13 +93,16 @@ pub async fn emit<T: Serialize>(
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     let payload = serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let tenant = tx.tenant();
-    sqlx::query("INSERT INTO outbox_events (tenant_id, id, type, payload) VALUES ($1, $2, $3, $4)")
-        .bind(tenant)
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(payload)
-        .execute(tx.conn())
+    let (tenant, actor) = (tx.tenant(), actor(tx)?);
+    sqlx::query(
+        "INSERT INTO outbox_events (tenant_id, id, type, payload, actor) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(payload)
+    .bind(actor)
+    .execute(tx.conn())
         .await?;
     Ok(id)
 }
@@ -119,16 +122,131 @@ pub async fn emit_all<T: Serialize>(
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let tenant = tx.tenant();
+    let (tenant, actor) = (tx.tenant(), actor(tx)?);
     sqlx::query(
-        "INSERT INTO outbox_events (tenant_id, id, type, payload)
-         SELECT $1, id, $3, payload FROM unnest($2::uuid[], $4::jsonb[]) AS e(id, payload)",
+        "INSERT INTO outbox_events (tenant_id, id, type, payload, actor)
+         SELECT $1, id, $3, payload, $5 FROM unnest($2::uuid[], $4::jsonb[]) AS e(id, payload)",
     )
     .bind(tenant)
     .bind(ids)
     .bind(kind.as_str())
     .bind(values)
+    .bind(actor)
     .execute(tx.conn())
     .await?;
     Ok(())
+}
+
+/// The transaction's actor, as the outbox stores it.
+fn actor(tx: &TenantTx) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::to_value(tx.actor()).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// One event of the history (`GET /api/events`), as WebSocket subscribers receive it, with
+/// who caused it.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub tenant_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    #[sqlx(rename = "created_at")]
+    pub timestamp: time::OffsetDateTime,
+    /// Absent only on events written before actors were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::Actor>)]
+    pub actor: Option<serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// Which events a history page holds.
+#[derive(Debug, Default)]
+pub struct HistoryQuery {
+    /// Oldest first (onward from `cursor`) instead of newest first.
+    pub ascending: bool,
+    /// The event the page starts after, in its order.
+    pub cursor: Option<Uuid>,
+    pub types: Vec<EventType>,
+    pub from: Option<time::OffsetDateTime>,
+    pub until: Option<time::OffsetDateTime>,
+    pub limit: i64,
+}
+
+/// One page of the tenant's events; `limit + 1` rows, so the caller can tell whether more
+/// follow. `None` when the cursor names no event of this tenant (another tenant's, or one
+/// already purged).
+pub async fn history(
+    tx: &mut TenantTx,
+    query: &HistoryQuery,
+) -> Result<Option<Vec<Event>>, sqlx::Error> {
+    let start: Option<i64> = match query.cursor {
+        None => None,
+        Some(id) => match seq_of(tx, id).await? {
+            None => return Ok(None),
+            seq => seq,
+        },
+    };
+    let (compare, order) = if query.ascending {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
+    let types: Vec<&str> = query.types.iter().map(|t| t.as_str()).collect();
+    let sql = format!(
+        "SELECT id, type, tenant_id, created_at, actor, payload FROM outbox_events
+         WHERE ($1::bigint IS NULL OR seq {compare} $1)
+           AND (cardinality($2::text[]) = 0 OR type = ANY($2))
+           AND ($3::timestamptz IS NULL OR created_at >= $3)
+           AND ($4::timestamptz IS NULL OR created_at < $4)
+         ORDER BY seq {order} LIMIT $5"
+    );
+    // Only the fixed comparison and order are formatted in; every value is bound.
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(start)
+        .bind(types)
+        .bind(query.from)
+        .bind(query.until)
+        .bind(query.limit + 1)
+        .fetch_all(tx.conn())
+        .await?;
+    Ok(Some(rows))
+}
+
+/// The outbox position of event `id` in the transaction's tenant.
+pub async fn seq_of(tx: &mut TenantTx, id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT seq FROM outbox_events WHERE id = $1")
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+}
+
+/// How long the history keeps events unless `HERALD_EVENT_RETENTION_DAYS` says otherwise.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Deletes dispatched events created before `before`, across tenants, through the
+/// `app.purge_events` definer function (which refuses a cut-off less than a day old), in
+/// batches; returns how many went.
+pub async fn purge(
+    db: &crate::db::Database,
+    before: time::OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    const BATCH: i32 = 10_000;
+    let mut total = 0u64;
+    loop {
+        let mut tx = db.begin_unscoped().await?;
+        let purged: i64 = sqlx::query_scalar("SELECT app.purge_events($1, $2)")
+            .bind(before)
+            .bind(BATCH)
+            .fetch_one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        total += purged as u64;
+        if purged < i64::from(BATCH) {
+            return Ok(total);
+        }
+    }
 }

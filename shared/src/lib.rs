@@ -3,6 +3,7 @@
 //! [`App::serve`]; the local gateway does the same, so both run the very same code.
 
 pub mod api;
+pub mod apikeys;
 pub mod app;
 pub mod auth;
 pub mod aws;

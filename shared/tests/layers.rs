@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "stores",
         &[
+            "apikeys",
             "contacts",
             "groups",
             "templates",

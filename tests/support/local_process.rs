@@ -21,6 +21,30 @@ impl LocalProcess {
         pooler: &str,
         env: &[(&str, &str)],
     ) -> LocalProcess {
+        let output = (Stdio::null(), Stdio::inherit());
+        LocalProcess::spawn(owner_url, app_url, pooler, env, output).await
+    }
+
+    /// [`LocalProcess::start`] with every log line, at debug level, written to `log`.
+    pub async fn start_logging(
+        owner_url: &str,
+        app_url: &str,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> LocalProcess {
+        let file = std::fs::File::create(log).expect("the log file");
+        let output = (file.try_clone().expect("the log file").into(), file.into());
+        let env = [env, &[("RUST_LOG", "debug")]].concat();
+        LocalProcess::spawn(owner_url, app_url, "none", &env, output).await
+    }
+
+    async fn spawn(
+        owner_url: &str,
+        app_url: &str,
+        pooler: &str,
+        env: &[(&str, &str)],
+        (stdout, stderr): (Stdio, Stdio),
+    ) -> LocalProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -34,8 +58,8 @@ impl LocalProcess {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("herald-local starts");

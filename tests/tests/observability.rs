@@ -101,7 +101,7 @@ async fn statements_over_the_threshold_are_counted_slow() {
         tx.commit().await.unwrap();
         // Herald's own transactions tell the invocation their tenant through the hook;
         // a caller's are noted by `App` (see the EMF test above).
-        db.begin_service(tenant)
+        db.begin_service(tenant, "test")
             .await
             .unwrap()
             .commit()

@@ -246,7 +246,7 @@ async fn a_started_campaign_s_messages_walk_the_index() {
     .unwrap();
     let batch = herald::engine::Tuning::default().materialize_batch;
     loop {
-        let mut tx = db.begin_service(tenant).await.unwrap();
+        let mut tx = db.begin_service(tenant, "test").await.unwrap();
         let step = materialize::step(&mut tx, campaign, batch).await.unwrap();
         tx.commit().await.unwrap();
         if step == Step::Done {

@@ -51,6 +51,7 @@ async fn a_subscriber_receives_its_tenants_events_and_nothing_of_another_tenant(
     assert_eq!(frame["type"], "contact_created");
     assert_eq!(frame["tenantId"], a.to_string());
     assert_eq!(frame["payload"], contact);
+    assert_eq!(frame["actor"], json!({ "type": "user", "sub": "alice" }));
     assert_eq!(
         frame["id"],
         event_id(&app, a, "contact_created").await.to_string()
@@ -63,7 +64,7 @@ async fn a_subscriber_receives_its_tenants_events_and_nothing_of_another_tenant(
     );
     assert_eq!(
         frame.as_object().unwrap().keys().collect::<BTreeSet<_>>(),
-        ["id", "payload", "tenantId", "timestamp", "type"]
+        ["actor", "id", "payload", "tenantId", "timestamp", "type"]
             .iter()
             .map(|k| k.to_string())
             .collect::<BTreeSet<_>>()

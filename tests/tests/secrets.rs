@@ -308,6 +308,7 @@ async fn config_from(secret: DatabaseSecret) -> herald::Config {
         },
         public_url: None,
         twilio_base_url: "https://api.twilio.com".parse().unwrap(),
+        event_retention: herald::events::DEFAULT_RETENTION,
     }
 }
 

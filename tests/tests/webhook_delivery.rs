@@ -99,6 +99,7 @@ async fn deliveries_are_signed_verifiable_and_only_for_subscribed_types() {
     assert_eq!(body["id"], r.id.as_str(), "webhook-id is the event id");
     assert_eq!(body["tenantId"], tenant.to_string());
     assert_eq!(body["payload"]["id"], contact["id"]);
+    assert_eq!(body["actor"], json!({ "type": "user", "sub": "alice" }));
     let ts: i64 = r.timestamp.parse().unwrap();
     assert!((ts - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 60);
 
@@ -675,6 +676,7 @@ async fn a_crash_between_sending_and_logging_redelivers_with_the_same_id() {
         event_type: "contact_created".into(),
         payload: json!({ "name": "Ada" }),
         event_created_at: time::OffsetDateTime::now_utc(),
+        actor: None,
         attempts: 1,
         url: receiver.url.clone(),
         live: true,

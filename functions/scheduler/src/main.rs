@@ -11,9 +11,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::load().await?;
     let db = config.database("herald-scheduler")?;
     let sender = herald::kick::Kick::from_env(herald::engine::SENDER_FUNCTION_VAR);
-    let (db, sender) = (&db, &sender);
+    let (db, sender, retention) = (&db, &sender, config.event_retention);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let report = herald::engine::invocation::schedule(db, &event.context.request_id)
+        let report = herald::engine::invocation::schedule(db, &event.context.request_id, retention)
             .await
             .map_err(|p| {
                 lambda_runtime::Error::from(format!("scheduler failed: {}", p.report()))

@@ -59,6 +59,8 @@ macro_rules! functions {
 functions!(
     contacts, groups, templates, campaigns, messages, webhooks, tenants, system,
 );
+pub mod history;
+pub mod keys;
 pub mod openapi;
 pub mod provider;
 mod route;

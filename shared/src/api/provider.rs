@@ -116,7 +116,7 @@ async fn signed_by_tenant(
         tracing::error!("HERALD_PUBLIC_URL is not set: Twilio callbacks cannot be verified");
         refused()
     })?;
-    let mut tx = app.db().begin_service(tenant).await?;
+    let mut tx = app.db().begin_service(tenant, "provider-callback").await?;
     let token = match store::get(&mut tx).await? {
         Some(c) if c.kind == ProviderKind::Twilio => c.secret().map(|s| s.expose().to_owned()),
         _ => None,

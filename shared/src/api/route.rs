@@ -70,6 +70,9 @@ pub struct Route {
     pub tenantless: bool,
     /// Queues messages: the sender has work after it succeeds.
     pub wakes_sender: bool,
+    /// Answers a secret shown once (a new API key): its answer is never stored, so it takes
+    /// no `Idempotency-Key`.
+    pub secret_answer: bool,
 }
 
 impl Route {
@@ -80,6 +83,7 @@ impl Route {
             handler,
             tenantless: false,
             wakes_sender: false,
+            secret_answer: false,
         }
     }
 
@@ -90,6 +94,11 @@ impl Route {
 
     pub const fn wakes_sender(mut self) -> Route {
         self.wakes_sender = true;
+        self
+    }
+
+    pub const fn secret_answer(mut self) -> Route {
+        self.secret_answer = true;
         self
     }
 
@@ -353,5 +362,6 @@ mod tests {
                 "POST /api/tenants",
             ]
         );
+        assert_eq!(with(|r| r.secret_answer), ["POST /api/api-keys"]);
     }
 }

@@ -1,4 +1,5 @@
-//! The tenants function: tenants and their members.
+//! The tenants function: tenants and their members (and, in sibling modules, the
+//! provider, API keys and the event history).
 //!
 //! `POST /api/tenants` and `GET /api/tenants` act outside any one tenant: they use the
 //! verified caller ([`App::caller`]) and the definer functions. The members routes run in
@@ -12,7 +13,7 @@ use http::StatusCode;
 use lambda_http::RequestExt;
 use uuid::Uuid;
 
-use super::provider;
+use super::{history, keys, provider};
 use crate::App;
 use crate::auth::Access;
 use crate::domain::{Limit, Offset};
@@ -35,6 +36,10 @@ routes!(Tenants:
     get in provider,
     put in provider,
     twilio_status in provider [tenantless],
+    create in keys [secret_answer],
+    list in keys,
+    revoke in keys,
+    list in history,
 );
 
 /// Create a tenant; the caller (the token's `sub`) becomes its owner. Needs no

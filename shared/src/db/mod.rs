@@ -23,7 +23,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::domain::{Paging, Role};
+use crate::domain::{Actor, Paging, Role};
 
 mod error;
 
@@ -438,8 +438,34 @@ impl Database {
     /// A transaction in `tenant` for work no caller asked for in this request: WebSocket
     /// connections after `$connect`, the dispatcher. The tenant must come from a stored
     /// record or a definer function (DESIGN.md rule 7), never from input.
-    pub async fn begin_as(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
-        self.begin_service(tenant).await
+    pub async fn begin_as(&self, tenant: Uuid, function: &str) -> Result<TenantTx, sqlx::Error> {
+        self.begin_service(tenant, function).await
+    }
+
+    /// Opens a transaction for the API key whose hash is `hash`, in its tenant; `None` for
+    /// an unknown, revoked or expired key (one answer for the three).
+    pub async fn begin_api_key(
+        &self,
+        hash: &[u8],
+        request_id: &str,
+        read_only: bool,
+    ) -> Result<Option<KeyEntry>, sqlx::Error> {
+        let tx = if read_only {
+            self.pool.begin_with("BEGIN READ ONLY").await?
+        } else {
+            self.pool.begin().await?
+        };
+        enter_api_key(tx, hash, request_id, read_only).await
+    }
+
+    /// Records that API key `id` was used (at most once a minute; see `app.touch_api_key`).
+    pub async fn touch_api_key(&self, id: Uuid) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT app.touch_api_key($1)")
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
     }
 
     /// A transaction outside any tenant (every tenant table reads empty in it), for the
@@ -459,9 +485,13 @@ impl Database {
     /// provider callbacks, webhook deliveries, the dispatcher), which acts for no member.
     /// The tenant must come from a definer function's answer or a verified callback, never
     /// from a caller's say-so alone.
-    pub async fn begin_service(&self, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+    pub async fn begin_service(
+        &self,
+        tenant: Uuid,
+        function: &str,
+    ) -> Result<TenantTx, sqlx::Error> {
         let tx = self.pool.begin().await?;
-        TenantTx::service(tx, tenant).await
+        TenantTx::service(tx, tenant, function).await
     }
 
     /// A `LISTEN` on `channel` over a connection of its own, outside the request pool (a
@@ -545,12 +575,62 @@ async fn enter_tenant(
         tx.rollback().await?;
         return Ok(None);
     };
+    let actor = Actor::User {
+        sub: sub.to_owned(),
+    };
     Ok(Some(TenantTx {
         tx,
         tenant,
         role,
+        actor,
         read_only,
         deferred: None,
+    }))
+}
+
+/// An API key's way in (`app.enter_api_key`): its transaction, in the key's tenant with the
+/// key's role, and whether its last use should be recorded ([`Database::touch_api_key`]).
+pub struct KeyEntry {
+    pub tx: TenantTx,
+    pub stale: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    key_id: Uuid,
+    tenant_id: Uuid,
+    role: String,
+    stale: bool,
+}
+
+async fn enter_api_key(
+    mut tx: Tx,
+    hash: &[u8],
+    request_id: &str,
+    read_only: bool,
+) -> Result<Option<KeyEntry>, sqlx::Error> {
+    let row: Option<KeyRow> =
+        sqlx::query_as("SELECT key_id, tenant_id, role, stale FROM app.enter_api_key($1, $2)")
+            .bind(hash)
+            .bind(request_id)
+            .fetch_optional(tx.conn())
+            .await?;
+    let Some((row, role)) = row.and_then(|r| r.role.parse::<Role>().ok().map(|role| (r, role)))
+    else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let tx = TenantTx {
+        tx,
+        tenant: row.tenant_id,
+        role,
+        actor: Actor::ApiKey { id: row.key_id },
+        read_only,
+        deferred: None,
+    };
+    Ok(Some(KeyEntry {
+        tx,
+        stale: row.stale,
     }))
 }
 
@@ -567,11 +647,13 @@ impl Deferred {
     }
 }
 
-/// A transaction bound to one tenant and one caller's role in it.
+/// A transaction bound to one tenant, and one caller's role in it and identity.
 pub struct TenantTx {
     tx: Tx,
     tenant: Uuid,
     role: Role,
+    /// Who the transaction acts for: what its events record.
+    actor: Actor,
     /// Opened `READ ONLY` ([`Database::begin_tenant_read_only`]).
     read_only: bool,
     deferred: Option<Deferred>,
@@ -586,14 +668,29 @@ impl TenantTx {
         self.role
     }
 
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// The same transaction acting for `actor` (a provider callback, Herald's own work).
+    pub fn acting_as(mut self, actor: Actor) -> TenantTx {
+        self.actor = actor;
+        self
+    }
+
     /// Enters `tenant` in an open transaction for Herald's own background work (see
     /// [`Database::begin_service`]); e.g. after a definer function locked the row to work on.
-    pub async fn service(mut tx: Tx, tenant: Uuid) -> Result<TenantTx, sqlx::Error> {
+    pub async fn service(
+        mut tx: Tx,
+        tenant: Uuid,
+        function: &str,
+    ) -> Result<TenantTx, sqlx::Error> {
         tx.enter_service(tenant).await?;
         Ok(TenantTx {
             tx,
             tenant,
             role: Role::Admin,
+            actor: Actor::system(function),
             read_only: false,
             deferred: None,
         })

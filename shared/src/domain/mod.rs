@@ -1,6 +1,7 @@
 //! Domain types that parse their input once. A value of one of these types is valid by
 //! construction, so code past the HTTP edge never re-checks it.
 
+mod actor;
 mod attributes;
 mod email;
 mod locale;
@@ -9,6 +10,7 @@ mod page;
 mod phone;
 mod role;
 
+pub use actor::Actor;
 pub use attributes::Attributes;
 pub use email::Email;
 pub use locale::{Locale, LocaleInfo};

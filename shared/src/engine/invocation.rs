@@ -26,11 +26,22 @@ async fn measured<T: serde::Serialize>(
 }
 
 /// The `scheduler` function's handler body.
-pub async fn schedule(db: &Database, request_id: &str) -> Result<Value, StoreError> {
+/// Besides starting campaigns, it purges expired idempotency keys and the events older than
+/// `retention`.
+pub async fn schedule(
+    db: &Database,
+    request_id: &str,
+    retention: std::time::Duration,
+) -> Result<Value, StoreError> {
     measured("scheduler", request_id, async {
         let started = scheduler::run_once(db).await?;
         let purged = crate::idempotency::store::purge(db).await?;
-        Ok(json!({ "started": started, "purgedIdempotencyKeys": purged }))
+        let events = crate::events::purge(db, time::OffsetDateTime::now_utc() - retention).await?;
+        Ok(json!({
+            "started": started,
+            "purgedIdempotencyKeys": purged,
+            "purgedEvents": events,
+        }))
     })
     .await
 }

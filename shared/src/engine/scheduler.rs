@@ -30,7 +30,7 @@ pub async fn run_once(db: &Database) -> Result<Vec<Uuid>, StoreError> {
             tx.commit().await?;
             return Ok(started);
         };
-        let mut tx = TenantTx::service(tx, tenant).await?;
+        let mut tx = TenantTx::service(tx, tenant, "scheduler").await?;
         match campaigns::act(&mut tx, id, "start", |_| Action::Start).await {
             Ok(t) => {
                 super::queue::emit_status(&mut tx, &t.campaign, t.from, t.to).await?;

@@ -17,6 +17,9 @@ use super::materialize::{self, Step};
 use super::queue::{self, Claimed, Outcome, Recipient};
 use crate::db::Database;
 use crate::db::StoreError;
+
+/// The actor its events record.
+const SYSTEM: &str = "sender";
 use crate::messages::Channel;
 use crate::providers::{
     Delivery, Outbound, Outgoing, Provider, ProviderConfig, store as providers,
@@ -119,7 +122,7 @@ impl Sender {
             tx.commit().await?;
             for (tenant, campaign) in pending {
                 while Instant::now() < deadline {
-                    let mut tx = self.db.begin_service(tenant).await?;
+                    let mut tx = self.db.begin_service(tenant, SYSTEM).await?;
                     let step =
                         materialize::step(&mut tx, campaign, self.tuning.materialize_batch).await?;
                     tx.commit().await?;
@@ -168,7 +171,7 @@ impl Sender {
     }
 
     async fn provider_config(&self, tenant: Uuid) -> Result<Option<ProviderConfig>, StoreError> {
-        let mut tx = self.db.begin_service(tenant).await?;
+        let mut tx = self.db.begin_service(tenant, SYSTEM).await?;
         let config = providers::get(&mut tx).await?;
         tx.commit().await?;
         Ok(config.or_else(|| {
@@ -207,7 +210,7 @@ impl Sender {
         report.count(&outcomes);
         outcomes.sort_by_key(|(m, _)| m.id);
         retrying(tenant, "recording a batch", || async {
-            let mut tx = self.db.begin_service(tenant).await?;
+            let mut tx = self.db.begin_service(tenant, SYSTEM).await?;
             queue::record(&mut tx, &outcomes, config.max_consecutive_failures).await?;
             tx.commit().await.map_err(StoreError::from)
         })
@@ -276,7 +279,7 @@ impl Sender {
         tenant: Uuid,
         limit: i64,
     ) -> Result<Vec<(Claimed, Prepared)>, StoreError> {
-        let mut tx = self.db.begin_service(tenant).await?;
+        let mut tx = self.db.begin_service(tenant, SYSTEM).await?;
         queue::sweep_cancelled(&mut tx).await?;
         let claimed = queue::claim(&mut tx, limit, self.tuning.lease).await?;
         if claimed.is_empty() {

@@ -304,7 +304,7 @@ impl Held {
             return self.release(db).await;
         }
         let result = async {
-            let mut tx = db.begin_service(self.tenant).await?;
+            let mut tx = db.begin_service(self.tenant, "idempotency").await?;
             store(tx.conn(), &self, response, false).await?;
             tx.commit().await
         };
@@ -316,7 +316,7 @@ impl Held {
     /// Deletes the key unless work committed under it, so that a retry runs.
     async fn release(self, db: &Database) {
         let result = async {
-            let mut tx = db.begin_service(self.tenant).await?;
+            let mut tx = db.begin_service(self.tenant, "idempotency").await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys \
                  WHERE tenant_id = $1 AND key = $2 AND committed_at IS NULL",

@@ -18,18 +18,28 @@ pub struct NewConnection<'a> {
     pub tenant: Uuid,
     pub sub: &'a str,
     pub language: Locale,
+    /// The outbox position after which the connection wants every event replayed
+    /// (`?since=`); the dispatcher is woken at commit to do it.
+    pub replay_after: Option<i64>,
 }
 
-pub async fn insert(conn: Conn<'_>, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
+pub async fn insert(mut conn: Conn<'_>, new: &NewConnection<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO ws_connections (tenant_id, connection_id, sub, language) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO ws_connections (tenant_id, connection_id, sub, language, replay_after)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(new.tenant)
     .bind(new.connection_id)
     .bind(new.sub)
     .bind(new.language.code())
-    .execute(conn)
+    .bind(new.replay_after)
+    .execute(conn.reborrow())
     .await?;
+    if new.replay_after.is_some() {
+        sqlx::query("SELECT pg_notify('herald_outbox', '')")
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -44,7 +54,9 @@ pub async fn begin_for(
         .fetch_one(tx.conn())
         .await?;
     match tenant {
-        Some(tenant) => Ok(Some(crate::db::TenantTx::service(tx, tenant).await?)),
+        Some(tenant) => Ok(Some(
+            crate::db::TenantTx::service(tx, tenant, "websocket").await?,
+        )),
         None => {
             tx.commit().await?;
             Ok(None)
@@ -103,9 +115,64 @@ impl Target {
     }
 }
 
-/// Every connection of the transaction's tenant.
+/// Every connection of the transaction's tenant that takes live events: not one whose
+/// replay is still to come (it gets the events by replay, in order, then live ones).
 pub async fn targets(conn: Conn<'_>) -> Result<Vec<Target>, sqlx::Error> {
-    sqlx::query_as("SELECT connection_id, types FROM ws_connections ORDER BY connected_at")
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(
+        "SELECT connection_id, types FROM ws_connections WHERE replay_after IS NULL
+         ORDER BY connected_at",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A connection waiting for its replay.
+#[derive(sqlx::FromRow)]
+pub struct Replay {
+    pub connection_id: String,
+    pub types: Option<Vec<String>>,
+    pub replay_after: i64,
+    pub connected_at: time::OffsetDateTime,
+}
+
+impl Replay {
+    pub fn target(&self) -> Target {
+        Target {
+            connection_id: self.connection_id.clone(),
+            types: self.types.clone(),
+        }
+    }
+}
+
+/// The tenant's connections waiting for their replay.
+pub async fn replays(conn: Conn<'_>) -> Result<Vec<Replay>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT connection_id, types, replay_after, connected_at FROM ws_connections
+         WHERE replay_after IS NOT NULL ORDER BY connected_at",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The replay of `connection_id` has posted up to `after`; the rest is for the next run.
+pub async fn replay_from(
+    conn: Conn<'_>,
+    connection_id: &str,
+    after: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE ws_connections SET replay_after = $2 WHERE connection_id = $1")
+        .bind(connection_id)
+        .bind(after)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The replay of `connection_id` is done: it takes live events from now on.
+pub async fn replayed(conn: Conn<'_>, connection_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE ws_connections SET replay_after = NULL WHERE connection_id = $1")
+        .bind(connection_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

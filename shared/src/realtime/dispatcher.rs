@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::connections::{self, Target};
 use super::frames::EventFrame;
 use super::management::{Connections, Delivery};
-use crate::db::Database;
+use crate::db::{Database, TenantTx};
 use crate::metrics;
 
 #[derive(Clone, Debug)]
@@ -75,6 +75,7 @@ struct Pending {
     kind: String,
     payload: Value,
     created_at: OffsetDateTime,
+    actor: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -146,22 +147,18 @@ impl Dispatcher {
     pub async fn drain(&self, tenant: Uuid) -> Result<Drained, DispatchError> {
         let mut total = Drained::default();
         loop {
-            let mut tx = self.db.begin_as(tenant).await?;
+            let mut tx = self.db.begin_as(tenant, "dispatcher").await?;
             sqlx::query(
                 "SELECT pg_advisory_xact_lock(hashtextextended('herald_outbox:' || $1::text, 0))",
             )
             .bind(tenant)
             .execute(tx.conn())
             .await?;
-            let events: Vec<Pending> = sqlx::query_as(
-                "SELECT seq, id, type, payload, created_at FROM outbox_events
-                 WHERE tenant_id = $1 AND dispatched_at IS NULL
-                 ORDER BY seq LIMIT $2",
-            )
-            .bind(tenant)
-            .bind(self.options.batch)
-            .fetch_all(tx.conn())
-            .await?;
+            let replayed = self.replay(tenant, &mut tx).await?;
+            total.posts += replayed.posts;
+            total.pruned += replayed.pruned;
+            total.failed += replayed.failed;
+            let events = self.pending(&mut tx, None).await?;
             if events.is_empty() {
                 tx.commit().await?;
                 return Ok(total);
@@ -199,6 +196,68 @@ impl Dispatcher {
         }
     }
 
+    /// A batch of events in `seq` order: not yet dispatched, or, for a replay, dispatched
+    /// and after `replay_after`.
+    async fn pending(
+        &self,
+        tx: &mut TenantTx,
+        replay_after: Option<i64>,
+    ) -> Result<Vec<Pending>, sqlx::Error> {
+        let sql = match replay_after {
+            None => {
+                "SELECT seq, id, type, payload, created_at, actor FROM outbox_events
+                 WHERE tenant_id = $1 AND dispatched_at IS NULL AND $3::bigint IS NULL
+                 ORDER BY seq LIMIT $2"
+            }
+            Some(_) => {
+                "SELECT seq, id, type, payload, created_at, actor FROM outbox_events
+                 WHERE tenant_id = $1 AND dispatched_at IS NOT NULL AND seq > $3
+                 ORDER BY seq LIMIT $2"
+            }
+        };
+        sqlx::query_as(sql)
+            .bind(tx.tenant())
+            .bind(self.options.batch)
+            .bind(replay_after)
+            .fetch_all(tx.conn())
+            .await
+    }
+
+    /// Posts each connection that asked for a replay (`?since=`) the dispatched events
+    /// after it, in order, then lets it take live events. It runs under the tenant's outbox
+    /// lock and such a connection takes no live events until then, so each event reaches it
+    /// once: by replay if dispatched before, live if after.
+    async fn replay(&self, tenant: Uuid, tx: &mut TenantTx) -> Result<Drained, DispatchError> {
+        let mut done = Drained::default();
+        for waiting in connections::replays(tx.conn()).await? {
+            let mut after = waiting.replay_after;
+            let gone = loop {
+                let events = self.pending(tx, Some(after)).await?;
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    break false;
+                };
+                let posted = self.post(tenant, &events, vec![waiting.target()]).await;
+                done.posts += posted.posts;
+                done.failed += posted.failed;
+                if !posted.gone.is_empty() {
+                    break true;
+                }
+                after = last;
+            };
+            let id = &waiting.connection_id;
+            if !gone {
+                connections::replayed(tx.conn(), id).await?;
+            } else if OffsetDateTime::now_utc() - waiting.connected_at < HANDSHAKE_GRACE {
+                // API Gateway refuses posts until the handshake ends: try again next run.
+                connections::replay_from(tx.conn(), id, after).await?;
+            } else {
+                done.pruned +=
+                    connections::delete_all(tx.conn(), std::slice::from_ref(id)).await? as usize;
+            }
+        }
+        Ok(done)
+    }
+
     /// Posts a batch: connections concurrently, each connection's events in order.
     async fn post(&self, tenant: Uuid, events: &[Pending], targets: Vec<Target>) -> Posted {
         let frames: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
@@ -210,6 +269,7 @@ impl Dispatcher {
                         kind: &e.kind,
                         tenant_id: tenant,
                         timestamp: e.created_at,
+                        actor: e.actor.as_ref(),
                         payload: &e.payload,
                     };
                     (
@@ -270,6 +330,10 @@ struct Posted {
     failed: usize,
     gone: Vec<String>,
 }
+
+/// How long after `$connect` a connection that answers 410 is taken to be still opening
+/// rather than gone.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(10);
 
 /// How long `herald-local`'s loop waits for a notification before draining anyway.
 pub const SAFETY_POLL: Duration = Duration::from_secs(5);

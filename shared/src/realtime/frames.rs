@@ -18,6 +18,9 @@ pub struct EventFrame<'a> {
     pub tenant_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
+    /// Who caused the event (absent on events older than actors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<&'a Value>,
     pub payload: &'a Value,
 }
 

@@ -57,6 +57,15 @@ pub struct Socket {
     observer: Arc<Observer>,
 }
 
+/// A `$connect`'s verified caller and what it asks for.
+struct Asked {
+    claims: auth::Claims,
+    tenant: Uuid,
+    language: Locale,
+    /// Replay every event after this one first.
+    since: Option<Uuid>,
+}
+
 /// A function's answer: the status (at `$connect`, whether the connection is accepted) and
 /// an optional frame for the client.
 struct Reply {
@@ -148,36 +157,87 @@ impl Socket {
     }
 
     /// `$connect`: the same rules as HTTP (verified token, membership), then the
-    /// connection is stored. 401, 403 or 400 refuse it and store nothing.
+    /// connection is stored. 401, 403, 400 or 404 (a `since` naming no event of the tenant)
+    /// refuse it and store nothing.
     async fn connect(
         &self,
         event: &ApiGatewayWebsocketProxyRequest,
         connection_id: &str,
     ) -> Result<Reply, sqlx::Error> {
+        let asked = match self.admit(event, connection_id).await {
+            Ok(asked) => asked,
+            Err(refusal) => return Ok(refusal),
+        };
+        let request_id = metrics::request_id();
+        let Some(mut tx) = self
+            .db
+            .begin_tenant(asked.tenant, &asked.claims.sub, &request_id)
+            .await?
+        else {
+            tracing::info!("connection refused: not a member");
+            return Ok(Reply::status(403));
+        };
+        metrics::enter_tenant(asked.tenant, &self.observer);
+        let replay_after = match asked.since {
+            None => None,
+            Some(since) => match crate::events::seq_of(&mut tx, since).await? {
+                Some(seq) => Some(seq),
+                None => {
+                    tracing::info!("connection refused: since names no event of this tenant");
+                    return Ok(Reply::status(404));
+                }
+            },
+        };
+        let new = NewConnection {
+            connection_id,
+            tenant: asked.tenant,
+            sub: &asked.claims.sub,
+            language: asked.language,
+            replay_after,
+        };
+        connections::insert(tx.conn(), &new).await?;
+        tx.commit().await?;
+        Ok(Reply::ok())
+    }
+
+    /// What a `$connect` asks for, once its token is verified and its parameters read; or
+    /// the refusal.
+    async fn admit(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+        connection_id: &str,
+    ) -> Result<Asked, Reply> {
         let query = &event.query_string_parameters;
         let header_token = auth::bearer_token(&event.headers).ok();
         let Some(token) = query.first("token").or(header_token) else {
             tracing::info!("connection refused: no token");
-            return Ok(Reply::status(401));
+            return Err(Reply::status(401));
         };
         let claims = match self.verifier.verify(token).await {
             Ok(claims) => claims,
             Err(AuthError::KeysUnavailable(reason)) => {
                 tracing::error!(%reason, "JWKS unavailable");
-                return Ok(Reply::status(503));
+                return Err(Reply::status(503));
             }
             Err(e) => {
                 tracing::info!(reason = %e, "connection refused: token");
-                return Ok(Reply::status(401));
+                return Err(Reply::status(401));
             }
         };
         let named = query.first("tenantId").or(claims.tenant_id.as_deref());
         let Some(tenant) = named.and_then(|t| Uuid::try_parse(t.trim()).ok()) else {
             tracing::info!("connection refused: no tenant named");
-            return Ok(Reply::status(400));
+            return Err(Reply::status(400));
+        };
+        let since = match query.first("since").map(|s| Uuid::try_parse(s.trim())) {
+            Some(Err(_)) => {
+                tracing::info!("connection refused: since is not an event id");
+                return Err(Reply::status(400));
+            }
+            since => since.and_then(Result::ok),
         };
         if connection_id.is_empty() {
-            return Ok(Reply::status(400));
+            return Err(Reply::status(400));
         }
         let language = Locale::negotiate(query.first("language").or_else(|| {
             event
@@ -185,28 +245,12 @@ impl Socket {
                 .get("accept-language")
                 .and_then(|v| v.to_str().ok())
         }));
-        let request_id = metrics::request_id();
-        let Some(mut tx) = self
-            .db
-            .begin_tenant(tenant, &claims.sub, &request_id)
-            .await?
-        else {
-            tracing::info!("connection refused: not a member");
-            return Ok(Reply::status(403));
-        };
-        metrics::enter_tenant(tenant, &self.observer);
-        connections::insert(
-            tx.conn(),
-            &NewConnection {
-                connection_id,
-                tenant,
-                sub: &claims.sub,
-                language,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Reply::ok())
+        Ok(Asked {
+            claims,
+            tenant,
+            language,
+            since,
+        })
     }
 
     /// `$disconnect`: forgets the connection, if it is still known.
@@ -243,15 +287,32 @@ impl Socket {
 }
 
 /// Runs `socket` under the Lambda runtime: WebSocket proxy events in, proxy responses out.
+/// A `$connect` that asks for a replay kicks the dispatcher (`HERALD_DISPATCHER_FUNCTION`)
+/// once it is accepted.
 pub async fn run(socket: Socket) -> Result<(), lambda_runtime::Error> {
     let socket = Arc::new(socket);
+    let dispatcher = crate::kick::Kick::from_env(super::DISPATCHER_FUNCTION_VAR)
+        .filter(|_| socket.route == Route::Connect)
+        .map(Arc::new);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-            let socket = Arc::clone(&socket);
+            let (socket, dispatcher) = (Arc::clone(&socket), dispatcher.clone());
             // Boxed: the handler's future is too deep for the runtime's types to lay out
             // within the default recursion limit.
             let serving: std::pin::Pin<Box<dyn Future<Output = ApiGatewayProxyResponse> + Send>> =
-                Box::pin(async move { socket.serve(event.payload).await });
+                Box::pin(async move {
+                    let replay = event
+                        .payload
+                        .query_string_parameters
+                        .first("since")
+                        .is_some();
+                    let response = socket.serve(event.payload).await;
+                    if let Some(kick) = dispatcher.filter(|_| replay && response.status_code == 200)
+                    {
+                        kick.kick().await;
+                    }
+                    response
+                });
             async move { Ok::<_, std::convert::Infallible>(serving.await) }
         },
     ))

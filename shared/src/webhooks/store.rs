@@ -243,16 +243,18 @@ pub async fn queue_test(
     payload: &serde_json::Value,
 ) -> Result<Uuid, sqlx::Error> {
     let tenant = tx.tenant();
+    let actor = serde_json::to_value(tx.actor()).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let id = sqlx::query_scalar(
         "INSERT INTO webhook_deliveries
-             (tenant_id, webhook_id, event_id, event_type, payload, event_created_at)
-         VALUES ($1, $2, $3, 'webhook_test', $4, now())
+             (tenant_id, webhook_id, event_id, event_type, payload, event_created_at, actor)
+         VALUES ($1, $2, $3, 'webhook_test', $4, now(), $5)
          RETURNING id",
     )
     .bind(tenant)
     .bind(webhook)
     .bind(event)
     .bind(payload)
+    .bind(actor)
     .fetch_one(tx.conn())
     .await?;
     wake_deliverer(tx).await?;

@@ -27,6 +27,8 @@ pub struct Delivery {
     pub event_type: String,
     pub payload: Value,
     pub event_created_at: OffsetDateTime,
+    /// Who caused the event (absent on events older than actors).
+    pub actor: Option<Value>,
     /// This attempt's number (1-based): attempts were counted when the row was claimed.
     pub attempts: i32,
     pub url: String,
@@ -48,6 +50,8 @@ struct Envelope<'a> {
     tenant_id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     timestamp: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a Value>,
     payload: &'a Value,
 }
 
@@ -59,6 +63,7 @@ impl Delivery {
             kind: &self.event_type,
             tenant_id: self.tenant_id,
             timestamp: self.event_created_at,
+            actor: self.actor.as_ref(),
             payload: &self.payload,
         })
         .expect("an event serialises")

@@ -41,7 +41,7 @@ pub async fn record_all(
         return Ok(());
     }
     let batch = Batch::of(done, options);
-    let mut tx = db.begin_service(tenant).await?;
+    let mut tx = db.begin_service(tenant, "webhooks").await?;
     insert_logs(&mut tx, &batch.columns).await?;
     settle(&mut tx, &batch.columns).await?;
     update_health(&mut tx, &batch, options).await?;
@@ -241,7 +241,7 @@ async fn disable(tx: &mut TenantTx, webhook: Uuid, reason: &str) -> Result<(), s
 
 /// Deliveries whose webhook was disabled or deleted after they were queued are not sent.
 pub async fn cancel(db: &Database, tenant: Uuid, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin_service(tenant).await?;
+    let mut tx = db.begin_service(tenant, "webhooks").await?;
     sqlx::query(
         "UPDATE webhook_deliveries SET status = 'cancelled', locked_until = NULL, updated_at = now()
          WHERE tenant_id = $1 AND id = ANY($2)",

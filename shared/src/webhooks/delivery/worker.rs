@@ -38,7 +38,7 @@ pub async fn claim(
     tenant: Uuid,
     options: &Options,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
-    let mut tx = db.begin_service(tenant).await?;
+    let mut tx = db.begin_service(tenant, "webhooks").await?;
     let claimed: Vec<Delivery> = sqlx::query_as(
         "WITH due AS (
              SELECT tenant_id, id FROM webhook_deliveries
@@ -56,7 +56,7 @@ pub async fn claim(
          WHERE d.tenant_id = due.tenant_id AND d.id = due.id
            AND w.tenant_id = d.tenant_id AND w.id = d.webhook_id
          RETURNING d.tenant_id, d.id, d.webhook_id, d.event_id, d.event_type, d.payload,
-                   d.event_created_at, d.attempts, w.url,
+                   d.event_created_at, d.actor, d.attempts, w.url,
                    (w.enabled AND w.deleted_at IS NULL) AS live, w.secret,
                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret END
                        AS previous_secret",
