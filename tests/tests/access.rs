@@ -788,3 +788,19 @@ async fn a_key_appears_in_no_log_line_even_at_debug() {
     assert!(logged.lines().count() > 10, "the log was written: {logged}");
     assert!(!logged.contains(&key[3..]), "the key is in the log");
 }
+
+#[tokio::test]
+async fn a_key_spends_its_tenants_rate_limit() {
+    let app = TestApp::spawn_config(|c| c.observer.rate_limit_per_minute = 3).await;
+    let tenant = app.tenant("alice").await;
+    let alice = app.user("alice", tenant);
+    let created = create_key(&alice, "CRM", "member").await; // 1
+    let crm = key_client(&app, &created);
+    crm.get("/api/contacts").await.ok(200); // 2
+    crm.get("/api/contacts").await.ok(200); // 3
+    let limited = crm.get("/api/contacts").await;
+    limited.problem(429);
+    assert!(limited.headers.contains_key("retry-after"));
+    // The tenant's members share the same budget.
+    alice.get("/api/contacts").await.problem(429);
+}

@@ -59,6 +59,15 @@ pub struct Drained {
     pub failed: usize,
 }
 
+impl Drained {
+    fn add(&mut self, other: Drained) {
+        self.events += other.events;
+        self.posts += other.posts;
+        self.pruned += other.pruned;
+        self.failed += other.failed;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     #[error(transparent)]
@@ -125,12 +134,7 @@ impl Dispatcher {
         for tenant in tenants {
             // One tenant's trouble must not hold up the others.
             match self.drain(tenant).await {
-                Ok(d) => {
-                    total.events += d.events;
-                    total.posts += d.posts;
-                    total.pruned += d.pruned;
-                    total.failed += d.failed;
-                }
+                Ok(d) => total.add(d),
                 Err(e) => {
                     tracing::error!(%tenant, error = %e, "draining a tenant failed");
                     first_error.get_or_insert(e);
@@ -154,46 +158,48 @@ impl Dispatcher {
             .bind(tenant)
             .execute(tx.conn())
             .await?;
-            let replayed = self.replay(tenant, &mut tx).await?;
-            total.posts += replayed.posts;
-            total.pruned += replayed.pruned;
-            total.failed += replayed.failed;
-            let events = self.pending(&mut tx, None).await?;
-            if events.is_empty() {
-                tx.commit().await?;
-                return Ok(total);
-            }
-            let targets = connections::targets(tx.conn()).await?;
-            let outcome = self.post(tenant, &events, targets).await;
-            let pruned = connections::delete_all(tx.conn(), &outcome.gone).await? as usize;
-
-            if self
-                .options
-                .crash_after_posting
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Err(DispatchError::Crashed);
-            }
-
-            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-            sqlx::query(
-                "UPDATE outbox_events SET dispatched_at = now() WHERE tenant_id = $1 AND seq = ANY($2)",
-            )
-            .bind(tenant)
-            .bind(&seqs)
-            .execute(tx.conn())
-            .await?;
+            total.add(self.replay(tenant, &mut tx).await?);
+            let batch = self.drain_batch(tenant, &mut tx).await?;
             tx.commit().await?;
-
-            total.events += events.len();
-            total.posts += outcome.posts;
-            total.pruned += pruned;
-            total.failed += outcome.failed;
-            if (events.len() as i64) < self.options.batch {
+            total.add(batch);
+            if (batch.events as i64) < self.options.batch {
                 return Ok(total);
             }
         }
+    }
+
+    /// Posts the next batch of pending events to every connection that takes live ones,
+    /// prunes the gone, and stamps the batch.
+    async fn drain_batch(&self, tenant: Uuid, tx: &mut TenantTx) -> Result<Drained, DispatchError> {
+        let events = self.pending(tx, None).await?;
+        if events.is_empty() {
+            return Ok(Drained::default());
+        }
+        let targets = connections::targets(tx.conn()).await?;
+        let outcome = self.post(tenant, &events, targets).await;
+        let pruned = connections::delete_all(tx.conn(), &outcome.gone).await? as usize;
+        if self
+            .options
+            .crash_after_posting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(DispatchError::Crashed);
+        }
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        sqlx::query(
+            "UPDATE outbox_events SET dispatched_at = now() WHERE tenant_id = $1 AND seq = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(&seqs)
+        .execute(tx.conn())
+        .await?;
+        Ok(Drained {
+            events: events.len(),
+            posts: outcome.posts,
+            pruned,
+            failed: outcome.failed,
+        })
     }
 
     /// A batch of events in `seq` order: not yet dispatched, or, for a replay, dispatched
