@@ -91,6 +91,14 @@ fn requests() -> Vec<Probe> {
             )
         },
         probe("tenants", "GET", "GET /api/tenants", "/api/tenants", 200),
+        // The seed's procedures: every route, behind one proxy route.
+        probe(
+            "trpc",
+            "GET",
+            "ANY /api/trpc/{proxy+}",
+            "/api/trpc/contacts.list",
+            200,
+        ),
         probe("webhooks", "GET", "GET /api/webhooks", "/api/webhooks", 200),
     ]
 }
