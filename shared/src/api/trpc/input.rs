@@ -91,7 +91,7 @@ fn path(
                 encoded
             }
             _ => {
-                errors.push(FieldError::new(&format!("/{name}"), "is required"));
+                errors.push(FieldError::new(format!("/{name}"), "is required"));
                 String::new()
             }
         }
@@ -112,7 +112,7 @@ fn scalar(
         v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
         _ => {
             errors.push(FieldError::new(
-                &format!("/{name}"),
+                format!("/{name}"),
                 "must be a string or a number",
             ));
             None
@@ -131,7 +131,7 @@ fn body(
         Some(name) => match fields.remove(name) {
             Some(value) => Some(value.to_string()),
             None => {
-                errors.push(FieldError::new(&format!("/{name}"), "is required"));
+                errors.push(FieldError::new(format!("/{name}"), "is required"));
                 None
             }
         },
@@ -141,7 +141,7 @@ fn body(
     errors.extend(
         fields
             .keys()
-            .map(|k| FieldError::new(&format!("/{k}"), format!("unknown field `{k}`"))),
+            .map(|k| FieldError::new(format!("/{k}"), format!("unknown field `{k}`"))),
     );
     body
 }

@@ -119,7 +119,7 @@ pub async fn serve(app: &App, req: Request) -> Response<Body> {
     let stream = request::header(&req, "trpc-accept") == Some("application/jsonl")
         || request::header(&req, "accept")
             .is_some_and(|a| a.split(',').any(|t| t.trim() == "application/jsonl"));
-    let body = (req.method() != http::Method::GET).then(|| body_bytes(&req));
+    let body = (req.method() != http::Method::GET).then(|| bytes_of(req.body()));
     let paths = procedure_paths(&req).unwrap_or_default();
     let calls = wire::parse(&paths, req.uri().query(), body, stream);
     let mut answers = Vec::with_capacity(calls.calls.len());
@@ -138,14 +138,6 @@ pub async fn serve(app: &App, req: Request) -> Response<Body> {
         },
     };
     respond(status, text, headers, &request_id)
-}
-
-fn body_bytes(req: &Request) -> &[u8] {
-    match req.body() {
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
 }
 
 /// The REST response of one call: its route's, or the problem that kept it from the route.
@@ -253,14 +245,14 @@ fn build(outer: &Request, route: &Route, rest: Rest) -> Result<Request, Problem>
 /// A route's response as a tRPC answer.
 fn answer(path: &str, response: Response<Body>) -> Answer {
     let status = response.status();
-    let text = body_bytes_of(response.body());
+    let text = bytes_of(response.body());
     match status.is_success() {
         true => wire::success(std::str::from_utf8(text).unwrap_or("null")),
         false => wire::error(path, status, text),
     }
 }
 
-fn body_bytes_of(body: &Body) -> &[u8] {
+fn bytes_of(body: &Body) -> &[u8] {
     match body {
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
