@@ -298,6 +298,11 @@ async function wire() {
   assert.ok(seed.headers.get('ratelimit-limit'));
   assert.deepEqual((await seed.json()).result.data, await restOk('GET', '/api/contacts'));
 
+  // The seed's other fetch: the tenant in the URL's query string.
+  const inUrl = await fetch(`${url}/contacts.list?tenantId=${TENANT}`, { headers: auth(TOKEN) });
+  assert.equal(inUrl.status, 200);
+  assert.deepEqual((await inUrl.json()).result.data, await restOk('GET', '/api/contacts'));
+
   // A mixed batch: one success, one NOT_FOUND: 207.
   const mixed = await fetch(
     `${url}/contacts.list,contacts.getById?batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { tenantId: TENANT }, 1: { tenantId: TENANT, id: OTHER_CONTACT } }))}`,

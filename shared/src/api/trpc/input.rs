@@ -73,6 +73,25 @@ pub fn split(shape: &Shape, input: Option<Value>) -> Result<Rest, Problem> {
     }
 }
 
+/// Adds the `tenantId` of the tRPC URL itself (the seed's
+/// `fetch('/api/trpc/contacts.list?tenantId=…')`) to `rest`, unless the input named one:
+/// the two naming different tenants is refused, as the header and the parameter are.
+pub fn url_tenant(rest: &mut Rest, tenant: Option<&str>) -> Result<(), Problem> {
+    let Some(tenant) = tenant else {
+        return Ok(());
+    };
+    match rest.query.iter().find(|(k, _)| k == "tenantId") {
+        Some((_, named)) if named != tenant => Err(Problem::malformed(
+            "the tenantId of the URL and the input's tenantId name different tenants",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            rest.query.push(("tenantId".into(), tenant.to_owned()));
+            Ok(())
+        }
+    }
+}
+
 /// The concrete path, each `{name}` filled from the field of that name.
 fn path(
     shape: &Shape,
@@ -213,6 +232,19 @@ mod tests {
         let nested = split(&list, Some(json!({"limit": [1]}))).unwrap_err();
         assert_eq!(pointers(nested), ["/limit"]);
         assert_eq!(pointers(split(&list, Some(json!([1]))).unwrap_err()), [""]);
+    }
+
+    #[test]
+    fn the_urls_tenant_applies_unless_the_input_names_another() {
+        let list = shape("/api/contacts", &[], false);
+        let mut rest = split(&list, None).unwrap();
+        url_tenant(&mut rest, Some("t")).unwrap();
+        assert_eq!(rest.query, [("tenantId".to_string(), "t".to_string())]);
+        let mut same = split(&list, Some(json!({"tenantId": "t"}))).unwrap();
+        url_tenant(&mut same, Some("t")).unwrap();
+        assert_eq!(same.query.len(), 1);
+        let mut other = split(&list, Some(json!({"tenantId": "u"}))).unwrap();
+        assert_eq!(url_tenant(&mut other, Some("t")).unwrap_err().status(), 400);
     }
 
     #[test]

@@ -201,8 +201,17 @@ fn rest_request(
         return Err(Problem::new(Kind::MethodNotAllowed, detail));
     }
     let input = call.input.clone().map_err(Problem::malformed)?;
-    let rest = input::split(&resolved.shape, input)?;
+    let mut rest = input::split(&resolved.shape, input)?;
+    input::url_tenant(&mut rest, tenant_in_url(outer).as_deref())?;
     build(outer, resolved.route, rest)
+}
+
+/// The `tenantId` query parameter of the tRPC request itself.
+fn tenant_in_url(outer: &Request) -> Option<String> {
+    let query = outer.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "tenantId")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// `rest` as API Gateway would have handed it to the route: the caller's headers, its
