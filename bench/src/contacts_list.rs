@@ -116,6 +116,10 @@ struct Args {
     /// Measure the gateway only (no pgbench), e.g. to compare server settings quickly.
     #[arg(long)]
     gateway_only: bool,
+    /// Also measure the seed's `contacts.list` through `/api/trpc` in every round, right
+    /// after the REST load, and compare the two (target: within 10 %).
+    #[arg(long)]
+    trpc: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -369,19 +373,45 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     // pgbench's figure moves by a tenth or more from one run to the next, and the machine's
     // speed drifts within a minute; several runs around the rounds even both out.
     let token = token::issue(SECRET, OWNER_SUB, None, 3600)?;
-    let http = Http::new(args, setup, running.addr, &token, bench.id, &dir, &pg)?;
+    let addr = running.addr;
+    let http = Http::new(args, setup, rest_url(addr), &token, bench.id, &dir, &pg)?;
     http.check()
         .await
         .map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+    let trpc = match args.trpc {
+        true => Some(Http::new(
+            args,
+            setup,
+            trpc_url(addr),
+            &token,
+            bench.id,
+            &dir,
+            &pg,
+        )?),
+        false => None,
+    };
+    if let Some(trpc) = &trpc {
+        trpc.check()
+            .await
+            .map_err(|e| anyhow::anyhow!("the first tRPC request failed: {e}"))?;
+    }
+    let mut trpc_rounds: Vec<Round> = Vec::new();
     let mut pg_headline: Vec<Option<PgbenchRun>> = Vec::new();
     if !args.gateway_only {
         pg_headline.push(headline("set_config, parameters (before round 1)".into()).await);
     }
     let mut rounds: Vec<Round> = Vec::new();
     for i in 1..=args.rounds {
-        let round = http.round(i).await?;
-        round.print(i);
-        rounds.push(round);
+        // With --trpc, REST goes first in odd rounds and tRPC in even ones: the machine's
+        // speed drifts within a round too.
+        let trpc_first = i % 2 == 0;
+        if let Some(trpc) = trpc.as_ref().filter(|_| trpc_first) {
+            trpc_rounds.push(trpc.printed_round(i).await?);
+        }
+        rounds.push(http.printed_round(i).await?);
+        if let Some(trpc) = trpc.as_ref().filter(|_| !trpc_first) {
+            trpc_rounds.push(trpc.printed_round(i).await?);
+        }
         if !args.gateway_only {
             pg_headline.push(headline(format!("set_config, parameters (after round {i})")).await);
         }
@@ -392,11 +422,15 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
     }
     running.task.abort();
     let _ = running.task.await;
+    let gateway = Round::total(&rounds);
+    let trpc_summary = match trpc_rounds.is_empty() {
+        true => String::new(),
+        false => trpc_comparison(&rounds, &gateway, &trpc_rounds),
+    };
     if args.gateway_only {
         let _ = std::fs::remove_dir_all(&dir);
-        return Ok(String::new());
+        return Ok(trpc_summary);
     }
-    let gateway = Round::total(&rounds);
 
     // 4. and 5. pgbench's other scripts.
     let pg_enter = pg
@@ -449,6 +483,7 @@ async fn run(args: &Args, setup: &Setup) -> anyhow::Result<String> {
         rounds.len(),
         args.seconds
     )?;
+    s.push_str(&trpc_summary);
     let list = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(", ");
     writeln!(
         s,
@@ -697,6 +732,39 @@ fn pgbench_cpu_per_tx(runs: &[&PgbenchRun]) -> Option<[f64; 2]> {
         .then(|| [client.as_secs_f64() * 1e6 / txs, backend_s * 1e6 / weight])
 }
 
+fn rest_url(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}/api/contacts?limit={PAGE}")
+}
+
+/// The seed's `trpc.contacts.list.query({ limit: 50 })` as `httpLink` sends it.
+fn trpc_url(addr: std::net::SocketAddr) -> String {
+    // `{"limit":50}`, URL-encoded.
+    format!("http://{addr}/api/trpc/contacts.list?input=%7B%22limit%22%3A{PAGE}%7D")
+}
+
+/// `contacts.list` through tRPC against `GET /api/contacts` over the same rounds, each tRPC
+/// round right after its REST round.
+fn trpc_comparison(rest_rounds: &[Round], rest: &Round, trpc_rounds: &[Round]) -> String {
+    let trpc = Round::total(trpc_rounds);
+    let ratio = |t: &Round, r: &Round| 100.0 * t.load.rps() / r.load.rps().max(f64::MIN_POSITIVE);
+    let by_round: Vec<String> = trpc_rounds
+        .iter()
+        .zip(rest_rounds)
+        .map(|(t, r)| format!("{:.1} %", ratio(t, r)))
+        .collect();
+    format!(
+        "trpc     contacts.list (httpLink): {:.0} req/s against GET /api/contacts {:.0} req/s: \
+         {:.1} % (target >= 90 %); round by round: {}; p50 {:.1} ms against {:.1} ms, {} errors\n",
+        trpc.load.rps(),
+        rest.load.rps(),
+        ratio(&trpc, rest),
+        by_round.join(", "),
+        ms(trpc.load.p50),
+        ms(rest.load.p50),
+        trpc.load.errors,
+    )
+}
+
 /// The HTTP side of the comparison: the request, its load generator, and one round of load.
 struct Http<'a> {
     args: &'a Args,
@@ -721,15 +789,13 @@ impl<'a> Http<'a> {
     fn new(
         args: &'a Args,
         setup: &'a Setup,
-        addr: std::net::SocketAddr,
+        url: String,
         token: &str,
         tenant: Uuid,
         dir: &Path,
         pg: &Pgbench,
     ) -> anyhow::Result<Http<'a>> {
-        let target = Arc::new(Target {
-            url: format!("http://{addr}/api/contacts?limit={PAGE}"),
-        });
+        let target = Arc::new(Target { url });
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
         auth.set_sensitive(true);
@@ -768,12 +834,19 @@ impl<'a> Http<'a> {
         fetch(&self.client, &self.target).await
     }
 
+    /// [`Http::round`], its figures printed.
+    async fn printed_round(&self, i: usize) -> anyhow::Result<Round> {
+        let round = self.round(i).await?;
+        round.print(i);
+        Ok(round)
+    }
+
     /// `--warmup` seconds of unmeasured load, then `--seconds` measured.
     async fn round(&self, i: usize) -> anyhow::Result<Round> {
         let args = self.args;
         eprintln!(
-            "contacts-list: HTTP load round {i} ({:?}), concurrency {}, {} s warm-up + {} s",
-            args.load_generator, args.concurrency, args.warmup, args.seconds
+            "contacts-list: HTTP load round {i} ({:?}), concurrency {}, {} s warm-up + {} s: {}",
+            args.load_generator, args.concurrency, args.warmup, args.seconds, self.target.url
         );
         let application = "herald-local";
         let (load, cpu, backends) = match args.load_generator {
@@ -1022,6 +1095,19 @@ struct Page {
     items: Vec<IgnoredAny>,
 }
 
+/// A page as REST answers it, or inside tRPC's `{"result":{"data":…}}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Answer {
+    Rest(Page),
+    Trpc { result: TrpcResult },
+}
+
+#[derive(Deserialize)]
+struct TrpcResult {
+    data: Page,
+}
+
 /// One request; `Err` describes what was wrong with it.
 async fn fetch(client: &reqwest::Client, target: &Target) -> Result<(), String> {
     let response = client
@@ -1035,7 +1121,12 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<(), String> 
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         return Err(format!("status {status}: {text}"));
     }
-    let page: Page = serde_json::from_slice(&body).map_err(|e| format!("body: {e}"))?;
+    let page = match serde_json::from_slice(&body).map_err(|e| format!("body: {e}"))? {
+        Answer::Rest(page)
+        | Answer::Trpc {
+            result: TrpcResult { data: page },
+        } => page,
+    };
     if page.items.len() != PAGE {
         return Err(format!("{} items, expected {PAGE}", page.items.len()));
     }

@@ -46,6 +46,13 @@ pub struct Matched {
 /// Matches like API Gateway: method and path template, `{name}` binding one segment; no
 /// match goes to `$default`.
 pub fn match_route(method: &str, path: &str) -> Matched {
+    if let Some(proxy) = path.strip_prefix(herald::api::trpc::PREFIX) {
+        return Matched {
+            route_key: herald::api::trpc::ROUTE_KEY.to_owned(),
+            function: Function::Trpc,
+            params: HashMap::from([("proxy".to_owned(), proxy.to_owned())]),
+        };
+    }
     static ROUTER: std::sync::OnceLock<Router> = std::sync::OnceLock::new();
     let router = ROUTER.get_or_init(|| Router::new(routes()));
     match router.find_path(method, path) {
@@ -272,6 +279,9 @@ mod tests {
         assert_eq!(match_route("GET", "/nope").function, Function::System);
         let member = match_route("PUT", "/api/tenant/members/auth0%7Cab+c%26d");
         assert_eq!(member.params["sub"], "auth0|ab+c&d");
+        let trpc = match_route("GET", "/api/trpc/contacts.list,groups.list");
+        assert_eq!(trpc.route_key, "ANY /api/trpc/{proxy+}");
+        assert_eq!(trpc.function, Function::Trpc);
     }
 
     #[test]

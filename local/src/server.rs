@@ -123,16 +123,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     // Twilio signs its callbacks over the URL it calls: this server's.
     let public_url: herald::providers::Url = format!("http://{}/", local_endpoint(addr)).parse()?;
-    let apps = herald::api::ENDPOINTS.iter().map(|endpoint| {
-        Arc::new(
-            App::new(*endpoint, db.clone(), Arc::clone(&verifier))
-                .with_observer(Arc::clone(&observer))
-                .with_default_log_provider(config.default_log_provider)
-                .with_public_url(Some(public_url.clone()))
-                .with_egress_policy(config.egress.clone())
-                .with_idempotency_lease(config.idempotency_lease),
-        )
-    });
+    // Every function, and `trpc` (the seed's procedures over all of them).
+    let endpoints = herald::api::ENDPOINTS.iter().copied();
+    let apps = endpoints
+        .chain([herald::api::trpc::endpoint()])
+        .map(|endpoint| {
+            Arc::new(
+                App::new(endpoint, db.clone(), Arc::clone(&verifier))
+                    .with_observer(Arc::clone(&observer))
+                    .with_default_log_provider(config.default_log_provider)
+                    .with_public_url(Some(public_url.clone()))
+                    .with_egress_policy(config.egress.clone())
+                    .with_idempotency_lease(config.idempotency_lease),
+            )
+        });
     if config.run_sender {
         let outbound = herald::providers::Outbound::new(
             config.egress.clone(),

@@ -127,14 +127,34 @@ impl App {
         &self.db
     }
 
+    /// Whether `req` queues messages when it succeeds: the sender has work then.
+    pub fn wakes_sender(&self, req: &Request) -> bool {
+        match self.function() {
+            Function::Trpc => api::trpc::wakes_sender(req),
+            _ => self.route(req).is_some_and(|m| m.route.wakes_sender),
+        }
+    }
+
     /// The route of this function that `req` is for (by route key, else method and path).
     pub fn route(&self, req: &Request) -> Option<Matched<'_>> {
         self.router.find(req)
     }
 
-    /// Handles one API Gateway request. Never fails: errors become problem+json. Measured by
+    /// Handles one API Gateway request. Never fails: errors become problem+json (or, for
+    /// the `trpc` function, tRPC's error shape).
+    pub fn serve(&self, req: Request) -> impl Future<Output = Response<Body>> + Send + '_ {
+        use futures_util::future::Either;
+        // Not an `async fn`: its future would hold `req` beside `serve_route`'s. The tRPC one
+        // is boxed, since it holds each call's `serve_route` future.
+        match self.function() {
+            Function::Trpc => Either::Left(Box::pin(api::trpc::serve(self, req))),
+            _ => Either::Right(self.serve_route(req)),
+        }
+    }
+
+    /// Handles one request for one of this app's routes. Measured by
     /// [`metrics::instrument_with`], like every other function's invocations.
-    pub async fn serve(&self, req: Request) -> Response<Body> {
+    pub async fn serve_route(&self, req: Request) -> Response<Body> {
         let (request_id, gateway_route) = request::request_id_and_route(&req);
         let matched = self.route(&req);
         let route = matched.as_ref().map_or(gateway_route.as_str(), |m| m.key);
@@ -410,7 +430,7 @@ pub async fn run(app: App) -> Result<(), lambda_http::Error> {
         let (dispatcher, sender) = (dispatcher.clone(), sender.clone());
         async move {
             let writes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
-            let queues = app.route(&req).is_some_and(|m| m.route.wakes_sender);
+            let queues = app.wakes_sender(&req);
             let response = app.serve(req).await;
             if response.status().is_success() {
                 if let Some(kick) = dispatcher.filter(|_| writes) {

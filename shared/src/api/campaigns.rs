@@ -25,6 +25,18 @@ routes!(Campaigns:
     resume [wakes_sender],
 );
 
+procedures!(Campaigns:
+    list => "campaigns.list",
+    get => "campaigns.getById",
+    create => "campaigns.create",
+    update => "campaigns.update",
+    delete => "campaigns.delete",
+    start => "campaigns.start",
+    cancel => "campaigns.cancel",
+    pause => "campaigns.pause",
+    resume => "campaigns.resume",
+);
+
 /// List live campaigns, newest first.
 #[utoipa::path(get, path = "/api/campaigns", tag = "campaigns",
     params(

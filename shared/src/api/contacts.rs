@@ -25,6 +25,15 @@ routes!(Contacts:
     delete,
 );
 
+procedures!(Contacts:
+    list => "contacts.list",
+    get => "contacts.getById",
+    create => "contacts.create",
+    update => "contacts.update",
+    delete => "contacts.delete",
+    import => "contacts.import" [body = "contacts"],
+);
+
 /// List live contacts, newest first.
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts",
     params(

@@ -23,6 +23,17 @@ routes!(Groups:
     remove_members,
 );
 
+procedures!(Groups:
+    list => "groups.list",
+    get => "groups.getById",
+    create => "groups.create",
+    update => "groups.update",
+    delete => "groups.delete",
+    add_members => "groups.addContacts",
+    remove_members => "groups.removeContacts",
+    members => "groups.members",
+);
+
 /// List live groups, newest first.
 #[utoipa::path(get, path = "/api/groups", tag = "groups",
     params(

@@ -21,6 +21,13 @@ routes!(Messages:
     update_status,
 );
 
+procedures!(Messages:
+    list => "messagesHistory.list",
+    get => "messagesHistory.getById",
+    create => "messagesHistory.create",
+    update_status => "messagesHistory.updateStatus",
+);
+
 /// List messages, newest first. Messages of deleted contacts and campaigns stay listed.
 #[utoipa::path(get, path = "/api/messages", tag = "messages",
     params(

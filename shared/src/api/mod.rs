@@ -37,6 +37,21 @@ macro_rules! routes {
     };
 }
 
+/// Declares the seed's tRPC procedures over a function's routes, right below its `routes!`:
+/// `handler => "router.procedure"`, optionally `[body = "field"]` ([`Procedure::body_from`]).
+/// Generates the module's `PROCEDURES`; [`trpc`] serves them.
+macro_rules! procedures {
+    ($function:ident: $($handler:ident => $name:literal $([body = $field:literal])?),* $(,)?) => {
+        /// The seed's tRPC procedures answered by these routes (see `api::trpc`).
+        pub const PROCEDURES: &[$crate::api::Procedure] = &[$(
+            $crate::api::Procedure::new::<pastey::paste!([<__path_ $handler>])>(
+                $crate::api::Function::$function,
+                $name,
+            )$(.body_from($field))?
+        ),*];
+    };
+}
+
 /// Lists each HTTP function's module once: [`ENDPOINTS`] and [`docs`] come from this.
 macro_rules! functions {
     ($($module:ident),* $(,)?) => {
@@ -64,8 +79,20 @@ pub mod keys;
 pub mod openapi;
 pub mod provider;
 mod route;
+pub mod trpc;
 
-pub use route::{Handler, Matched, Place, Route, Router};
+pub use route::{Handler, Matched, Place, Procedure, Route, Router};
+
+/// Every tRPC procedure, by function (the functions outside the seed, tenants and system,
+/// have none).
+pub const PROCEDURES: &[&[Procedure]] = &[
+    contacts::PROCEDURES,
+    groups::PROCEDURES,
+    templates::PROCEDURES,
+    campaigns::PROCEDURES,
+    messages::PROCEDURES,
+    webhooks::PROCEDURES,
+];
 
 use crate::http::problem::Kind;
 use crate::http::{Body, Problem, Request, Response};
@@ -81,6 +108,8 @@ pub enum Function {
     Webhooks,
     Tenants,
     System,
+    /// The seed's tRPC procedures, over every other function's routes ([`trpc`]).
+    Trpc,
 }
 
 impl Function {
@@ -94,6 +123,7 @@ impl Function {
             Function::Webhooks => "webhooks",
             Function::Tenants => "tenants",
             Function::System => "system",
+            Function::Trpc => "trpc",
         }
     }
 
@@ -104,6 +134,9 @@ impl Function {
 
     /// This function's endpoint. Only `herald-local`, which serves every route, calls this.
     pub fn endpoint(self) -> Endpoint {
+        if self == Function::Trpc {
+            return trpc::endpoint();
+        }
         *ENDPOINTS
             .iter()
             .find(|e| e.function == self)

@@ -125,6 +125,50 @@ impl std::fmt::Debug for Route {
     }
 }
 
+/// A tRPC procedure of the seed (`contacts.getById`) and the route that answers it. Its
+/// inputs are the route's: path parameters, query parameters and body fields by name.
+#[derive(Clone, Copy)]
+pub struct Procedure {
+    pub name: &'static str,
+    pub place: Place,
+    /// The route's OpenAPI operation: which query parameters it reads, whether it has a body.
+    pub operation: fn() -> utoipa::openapi::path::Operation,
+    /// The input field that is the whole body (`contacts.import`'s rows, an array), when
+    /// the body is not the remaining fields.
+    pub body_field: Option<&'static str>,
+}
+
+impl Procedure {
+    /// The procedure `name` answered by the handler whose `#[utoipa::path]` generated `P`.
+    pub const fn new<P: utoipa::Path>(function: Function, name: &'static str) -> Procedure {
+        Procedure {
+            name,
+            place: Place::new::<P>(function),
+            operation: P::operation,
+            body_field: None,
+        }
+    }
+
+    pub const fn body_from(mut self, field: &'static str) -> Procedure {
+        self.body_field = Some(field);
+        self
+    }
+
+    /// tRPC's kind: reads are queries (GET), everything else mutations (POST).
+    pub fn is_query(&self) -> bool {
+        self.place.method() == "GET"
+    }
+}
+
+impl std::fmt::Debug for Procedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Procedure")
+            .field(&self.name)
+            .field(&self.place.key())
+            .finish()
+    }
+}
+
 /// A set of routes resolved once (their keys and templates), for matching requests.
 pub struct Router {
     entries: Vec<Entry>,

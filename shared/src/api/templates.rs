@@ -24,6 +24,15 @@ routes!(Templates:
     preview,
 );
 
+procedures!(Templates:
+    list => "messageTemplates.list",
+    get => "messageTemplates.getById",
+    create => "messageTemplates.create",
+    update => "messageTemplates.update",
+    delete => "messageTemplates.delete",
+    preview => "messageTemplates.preview",
+);
+
 /// List live templates, newest first.
 #[utoipa::path(get, path = "/api/templates", tag = "templates",
     params(

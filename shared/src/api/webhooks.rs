@@ -29,6 +29,18 @@ routes!(Webhooks:
     retry,
 );
 
+procedures!(Webhooks:
+    list => "webhooks.list",
+    get => "webhooks.getById",
+    create => "webhooks.create",
+    update => "webhooks.update",
+    delete => "webhooks.delete",
+    regenerate_secret => "webhooks.regenerateSecret",
+    logs => "webhooks.getLogs",
+    test => "webhooks.test",
+    retry => "webhooks.retry",
+);
+
 /// List live webhooks, newest first. Secrets are masked.
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks",
     params(
