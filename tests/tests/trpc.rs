@@ -1,5 +1,6 @@
 //! The seed's clients, unchanged: `tests/trpc-client/seed-client.mjs` runs the real
-//! `@trpc/client` 11 (`npm ci --prefix tests/trpc-client`, done by `.ci/run`) against a
+//! `@trpc/client` 11 (installed by `npm ci --prefix tests/trpc-client`: `.ci/run`, else the
+//! test itself) against a
 //! herald-local on 127.0.0.1, through httpBatchLink, httpLink and httpBatchStreamLink, calling
 //! every procedure and comparing each answer with its REST route's. The script asserts as it
 //! goes; this test checks its report and what the database holds afterwards.
@@ -14,12 +15,32 @@ use serde_json::{Value, json};
 
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/trpc-client");
 
+/// `npm ci` in `tests/trpc-client` unless done (`.ci/run` does it first), so that the
+/// README's test command works on a fresh clone. Under a lock: nextest runs tests in
+/// processes of their own.
+fn install_client() {
+    use std::os::fd::AsRawFd;
+    let installed = || Path::new(CLIENT).join("node_modules/@trpc/client").is_dir();
+    if installed() {
+        return;
+    }
+    let lock = std::fs::File::create(std::env::temp_dir().join("herald-trpc-client.lock"))
+        .expect("the lock file");
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    if !installed() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix", CLIENT])
+            .stdout(Stdio::null())
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm ci --prefix tests/trpc-client failed");
+    }
+}
+
 /// Runs the script against `app` and returns its report.
 async fn run_client(app: &TestApp, env: &[(&str, String)]) -> Value {
-    assert!(
-        Path::new(CLIENT).join("node_modules/@trpc/client").is_dir(),
-        "run `npm ci --prefix tests/trpc-client` first (.ci/run does)"
-    );
+    install_client();
     let output = tokio::process::Command::new("node")
         .arg("seed-client.mjs")
         .current_dir(CLIENT)
