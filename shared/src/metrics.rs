@@ -256,35 +256,60 @@ where
     })
     .await;
 
-    let class = output.class();
-    let status = output.status();
-    let observer = invocation.observer.as_ref();
-    if observer.is_none_or(|o| o.enabled()) {
-        Record {
-            function,
-            route,
-            request_id: &invocation.request_id,
-            status,
-            class,
-            latency,
-            cold_start,
-            max_rss_kb: max_rss_kb(),
-            invocation: &invocation,
-        }
-        .emit();
-    }
-    if let (Some(observer), Some(tenant)) = (observer, invocation.tenant_id) {
-        observer.record(rollup_sample(
-            tenant,
-            wall,
-            function,
-            route,
-            class,
-            latency,
-            &invocation,
-        ));
-    }
+    let finished = Finished {
+        function,
+        route,
+        status: output.status(),
+        class: output.class(),
+        latency,
+        wall,
+        cold_start,
+    };
+    finished.report(&invocation);
     output
+}
+
+/// How an invocation ended, for its EMF line and its tenant's rollup.
+struct Finished<'a> {
+    function: &'a str,
+    route: &'a str,
+    status: Option<u16>,
+    class: Class,
+    latency: Duration,
+    wall: SystemTime,
+    cold_start: bool,
+}
+
+impl Finished<'_> {
+    /// Writes the EMF line (unless the observer is off) and hands the rollup its sample.
+    fn report(&self, invocation: &Invocation) {
+        let observer = invocation.observer.as_ref();
+        if observer.is_none_or(|o| o.enabled()) {
+            Record {
+                function: self.function,
+                route: self.route,
+                request_id: &invocation.request_id,
+                status: self.status,
+                class: self.class,
+                latency: self.latency,
+                cold_start: self.cold_start,
+                max_rss_kb: max_rss_kb(),
+                invocation,
+            }
+            .emit();
+        }
+        if let (Some(observer), Some(tenant)) = (observer, invocation.tenant_id) {
+            observer.record(rollup_sample(
+                tenant,
+                self.wall,
+                self.function,
+                self.route,
+                self.class,
+                self.latency,
+                invocation,
+            ));
+        }
+    }
 }
 
 fn rollup_sample(
@@ -389,6 +414,20 @@ impl Visit for QueryFields {
     }
 }
 
+/// Skips the rest of a string literal whose opening quote was read; `''` is an escaped
+/// quote inside it.
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while let Some(d) = chars.next() {
+        if d == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 /// The statement with its literal values replaced by `?`, whitespace collapsed and length
 /// bounded: a slow query is shown without the data it carried.
 pub fn strip_literals(sql: &str) -> String {
@@ -413,16 +452,7 @@ pub fn strip_literals(sql: &str) -> String {
         }
         match c {
             '\'' => {
-                // A string literal; '' is an escaped quote inside it.
-                while let Some(d) = chars.next() {
-                    if d == '\'' {
-                        if chars.peek() == Some(&'\'') {
-                            chars.next();
-                        } else {
-                            break;
-                        }
-                    }
-                }
+                skip_string(&mut chars);
                 out.push('?');
                 prev_word = false;
             }
@@ -436,11 +466,9 @@ pub fn strip_literals(sql: &str) -> String {
             }
             d if d.is_ascii_digit() && !prev_word => {
                 while chars
-                    .peek()
-                    .is_some_and(|n| n.is_ascii_digit() || *n == '.' || *n == 'e')
-                {
-                    chars.next();
-                }
+                    .next_if(|n| n.is_ascii_digit() || *n == '.' || *n == 'e')
+                    .is_some()
+                {}
                 out.push('?');
             }
             other => {

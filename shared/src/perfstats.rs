@@ -179,6 +179,26 @@ fn merge_minutes(rows: Vec<RouteRow>) -> Vec<RouteRow> {
     by_route.into_values().collect()
 }
 
+fn route_stats(r: RouteRow) -> RouteStats {
+    RouteStats {
+        latency_ms: latency_of(
+            &r.latency_buckets,
+            r.latency_ms,
+            r.latency_max_ms,
+            r.requests,
+        ),
+        error_rate: rate(r.client_errors + r.server_errors, r.requests),
+        function: r.function,
+        route: r.route,
+        requests: r.requests,
+        client_errors: r.client_errors,
+        server_errors: r.server_errors,
+        db_time_ms: r.db_ms,
+        queries: r.queries,
+        slow_queries: r.slow_queries,
+    }
+}
+
 fn summarise(
     tenant: uuid::Uuid,
     minutes: u32,
@@ -204,23 +224,7 @@ fn summarise(
         db += r.db_ms;
         queries += r.queries;
         slow_count += r.slow_queries;
-        routes.push(RouteStats {
-            latency_ms: latency_of(
-                &r.latency_buckets,
-                r.latency_ms,
-                r.latency_max_ms,
-                r.requests,
-            ),
-            error_rate: rate(r.client_errors + r.server_errors, r.requests),
-            function: r.function,
-            route: r.route,
-            requests: r.requests,
-            client_errors: r.client_errors,
-            server_errors: r.server_errors,
-            db_time_ms: r.db_ms,
-            queries: r.queries,
-            slow_queries: r.slow_queries,
-        });
+        routes.push(route_stats(r));
     }
     routes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.route.cmp(&b.route)));
     PerformanceStats {

@@ -266,59 +266,66 @@ async fn write_batch(
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     let has_slow = !batch.slow.is_empty();
-    sqlx::query(
-        "WITH expired AS (
-            DELETE FROM perf_minutes WHERE tenant_id = $1 AND minute < now() - interval '25 hours'
-        ),
-        slow AS (
-            INSERT INTO slow_queries (tenant_id, at, function, route, request_id, duration_ms, statement)
-            SELECT $1, s.at, s.function, s.route, s.request_id, s.duration_ms, s.statement
-            FROM jsonb_to_recordset($3) AS s(at timestamptz, function text, route text,
-                request_id text, duration_ms double precision, statement text)
-        )
-        INSERT INTO perf_minutes AS p (tenant_id, minute, function, route, requests,
-            client_errors, server_errors, latency_ms, latency_max_ms, db_ms, queries,
-            slow_queries, latency_buckets)
-        SELECT $1, r.minute, r.function, r.route, r.requests, r.client_errors, r.server_errors,
-            r.latency_ms, r.latency_max_ms, r.db_ms, r.queries, r.slow_queries, r.latency_buckets
-        FROM jsonb_to_recordset($2) AS r(minute timestamptz, function text, route text,
-            requests bigint, client_errors bigint, server_errors bigint,
-            latency_ms double precision, latency_max_ms double precision,
-            db_ms double precision, queries bigint, slow_queries bigint,
-            latency_buckets bigint[])
-        ON CONFLICT (tenant_id, minute, function, route) DO UPDATE SET
-            requests = p.requests + excluded.requests,
-            client_errors = p.client_errors + excluded.client_errors,
-            server_errors = p.server_errors + excluded.server_errors,
-            latency_ms = p.latency_ms + excluded.latency_ms,
-            latency_max_ms = greatest(p.latency_max_ms, excluded.latency_max_ms),
-            db_ms = p.db_ms + excluded.db_ms,
-            queries = p.queries + excluded.queries,
-            slow_queries = p.slow_queries + excluded.slow_queries,
-            latency_buckets = ARRAY(
-                SELECT coalesce(a, 0) + coalesce(b, 0)
-                FROM unnest(p.latency_buckets, excluded.latency_buckets) WITH ORDINALITY AS u(a, b, i)
-                ORDER BY i)",
-    )
-    .bind(tenant)
-    .bind(sqlx::types::Json(&rows))
-    .bind(sqlx::types::Json(&batch.slow))
-    .execute(conn.reborrow())
-    .await?;
-    if has_slow {
-        // Keep the newest `slow_cap` for the tenant.
-        sqlx::query(
-            "DELETE FROM slow_queries WHERE tenant_id = $1 AND id <= (
-                SELECT id FROM slow_queries WHERE tenant_id = $1
-                ORDER BY id DESC OFFSET $2 LIMIT 1)",
-        )
+    sqlx::query(WRITE_BATCH)
         .bind(tenant)
-        .bind(slow_cap)
+        .bind(sqlx::types::Json(&rows))
+        .bind(sqlx::types::Json(&batch.slow))
         .execute(conn.reborrow())
         .await?;
+    if has_slow {
+        cap_slow_queries(conn, tenant, slow_cap).await?;
     }
     Ok(())
 }
+
+/// Keeps the newest `slow_cap` slow queries of the tenant.
+async fn cap_slow_queries(conn: Conn<'_>, tenant: Uuid, slow_cap: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM slow_queries WHERE tenant_id = $1 AND id <= (
+            SELECT id FROM slow_queries WHERE tenant_id = $1
+            ORDER BY id DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(tenant)
+    .bind(slow_cap)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One tenant's batch in one statement: drop minutes older than 25 hours, append the slow
+/// queries, and add the rows into their minutes ($1 tenant, $2 rows, $3 slow queries).
+const WRITE_BATCH: &str = "WITH expired AS (
+        DELETE FROM perf_minutes WHERE tenant_id = $1 AND minute < now() - interval '25 hours'
+    ),
+    slow AS (
+        INSERT INTO slow_queries (tenant_id, at, function, route, request_id, duration_ms, statement)
+        SELECT $1, s.at, s.function, s.route, s.request_id, s.duration_ms, s.statement
+        FROM jsonb_to_recordset($3) AS s(at timestamptz, function text, route text,
+            request_id text, duration_ms double precision, statement text)
+    )
+    INSERT INTO perf_minutes AS p (tenant_id, minute, function, route, requests,
+        client_errors, server_errors, latency_ms, latency_max_ms, db_ms, queries,
+        slow_queries, latency_buckets)
+    SELECT $1, r.minute, r.function, r.route, r.requests, r.client_errors, r.server_errors,
+        r.latency_ms, r.latency_max_ms, r.db_ms, r.queries, r.slow_queries, r.latency_buckets
+    FROM jsonb_to_recordset($2) AS r(minute timestamptz, function text, route text,
+        requests bigint, client_errors bigint, server_errors bigint,
+        latency_ms double precision, latency_max_ms double precision,
+        db_ms double precision, queries bigint, slow_queries bigint,
+        latency_buckets bigint[])
+    ON CONFLICT (tenant_id, minute, function, route) DO UPDATE SET
+        requests = p.requests + excluded.requests,
+        client_errors = p.client_errors + excluded.client_errors,
+        server_errors = p.server_errors + excluded.server_errors,
+        latency_ms = p.latency_ms + excluded.latency_ms,
+        latency_max_ms = greatest(p.latency_max_ms, excluded.latency_max_ms),
+        db_ms = p.db_ms + excluded.db_ms,
+        queries = p.queries + excluded.queries,
+        slow_queries = p.slow_queries + excluded.slow_queries,
+        latency_buckets = ARRAY(
+            SELECT coalesce(a, 0) + coalesce(b, 0)
+            FROM unnest(p.latency_buckets, excluded.latency_buckets) WITH ORDINALITY AS u(a, b, i)
+            ORDER BY i)";
 
 fn rfc3339(at: SystemTime) -> String {
     time::OffsetDateTime::from(at)

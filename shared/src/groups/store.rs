@@ -184,55 +184,64 @@ struct Changed {
     ids: Vec<Uuid>,
 }
 
+/// Which of `ids` are live contacts of this tenant, held so that none is deleted before this
+/// transaction commits.
+async fn lock_live_contacts(tx: &mut TenantTx, ids: &MemberIds) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM contacts
+         WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL
+         ORDER BY id
+         FOR SHARE",
+    )
+    .bind(tx.tenant())
+    .bind(ids.as_slice())
+    .fetch_all(tx.conn())
+    .await
+}
+
+/// Adds `live` to `group` and its member count in one statement; `None` when none was new.
+async fn insert_members(
+    tx: &mut TenantTx,
+    group: Uuid,
+    live: &[Uuid],
+) -> Result<Option<Changed>, sqlx::Error> {
+    if live.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query_as(concat!(
+        "WITH ins AS (
+            INSERT INTO group_contacts (tenant_id, group_id, contact_id)
+            SELECT $1, $2, id FROM unnest($3::uuid[]) AS c(id)
+            ON CONFLICT DO NOTHING
+            RETURNING contact_id
+         ), n AS (
+            SELECT count(*) AS n, array_agg(contact_id) AS ids FROM ins
+         )
+         UPDATE groups AS g SET member_count = g.member_count + n.n, updated_at = now()
+         FROM n
+         WHERE g.tenant_id = $1 AND g.id = $2 AND n.n > 0
+         RETURNING n.ids, ",
+        columns!()
+    ))
+    .bind(tx.tenant())
+    .bind(group)
+    .bind(live)
+    .fetch_optional(tx.conn())
+    .await
+}
+
 /// Adds the live contacts among `ids` to the group; `None` when there is no such group.
 pub async fn add_members(
     tx: &mut TenantTx,
     group: Uuid,
     ids: &MemberIds,
 ) -> Result<Option<AddReport>, StoreError> {
-    let tenant = tx.tenant();
-    // Contacts first (see the module's lock order): which of the ids are live contacts of
-    // this tenant, held so that none is deleted before this transaction commits.
-    let live: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM contacts
-         WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL
-         ORDER BY id
-         FOR SHARE",
-    )
-    .bind(tenant)
-    .bind(ids.as_slice())
-    .fetch_all(tx.conn())
-    .await?;
-
+    // Contacts first (see the module's lock order), then the group.
+    let live = lock_live_contacts(tx, ids).await?;
     let Some(locked) = lock(tx, group).await? else {
         return Ok(None);
     };
-
-    let changed: Option<Changed> = if live.is_empty() {
-        None
-    } else {
-        sqlx::query_as(concat!(
-            "WITH ins AS (
-                INSERT INTO group_contacts (tenant_id, group_id, contact_id)
-                SELECT $1, $2, id FROM unnest($3::uuid[]) AS c(id)
-                ON CONFLICT DO NOTHING
-                RETURNING contact_id
-             ), n AS (
-                SELECT count(*) AS n, array_agg(contact_id) AS ids FROM ins
-             )
-             UPDATE groups AS g SET member_count = g.member_count + n.n, updated_at = now()
-             FROM n
-             WHERE g.tenant_id = $1 AND g.id = $2 AND n.n > 0
-             RETURNING n.ids, ",
-            columns!()
-        ))
-        .bind(tenant)
-        .bind(group)
-        .bind(&live)
-        .fetch_optional(tx.conn())
-        .await?
-    };
-
+    let changed = insert_members(tx, group, &live).await?;
     let (group, added) = match changed {
         Some(c) => (c.group, c.ids.into_iter().collect()),
         None => (locked, HashSet::new()),

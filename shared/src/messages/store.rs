@@ -249,17 +249,51 @@ pub async fn update_status(
     id: Uuid,
     report: &StatusReport,
 ) -> Result<Option<Outcome>, StoreError> {
+    let to = report.status;
+    let applied = apply(tx, id, report).await?;
+    if let Some(Applied {
+        previous_status,
+        message,
+    }) = applied
+    {
+        if let Some(campaign) = message.campaign_id {
+            count(tx, campaign, CounterDelta::between(previous_status, to)).await?;
+        }
+        return Ok(Some(Outcome::Applied {
+            message,
+            from: previous_status,
+        }));
+    }
+    // Not applied: the message is missing, or its status is one the report may not follow.
+    // Statuses only move forward, so what is read now still refuses the report.
+    let Some(message) = get(tx, id).await? else {
+        return Ok(None);
+    };
+    let reason = advance(message.status, to)
+        .err()
+        .unwrap_or(Ignored::Same(message.status));
+    Ok(Some(Outcome::Ignored { message, reason }))
+}
+
+/// A report's move, when it applied: the status the message left, and the message now.
+#[derive(sqlx::FromRow)]
+struct Applied {
+    #[sqlx(try_from = "String")]
+    previous_status: MessageStatus,
+    #[sqlx(flatten)]
+    message: Message,
+}
+
+/// The conditional `UPDATE` of [`update_status`]; `None` when it did not apply.
+async fn apply(
+    tx: &mut TenantTx,
+    id: Uuid,
+    report: &StatusReport,
+) -> Result<Option<Applied>, sqlx::Error> {
     let tenant = tx.tenant();
     let to = report.status;
     let sources: Vec<&str> = to.sources().into_iter().map(|s| s.as_str()).collect();
-    #[derive(sqlx::FromRow)]
-    struct Applied {
-        #[sqlx(try_from = "String")]
-        previous_status: MessageStatus,
-        #[sqlx(flatten)]
-        message: Message,
-    }
-    let applied: Option<Applied> = sqlx::query_as(concat!(
+    sqlx::query_as(concat!(
         "WITH previous AS (
             SELECT id AS previous_id, status AS previous_status FROM messages
             WHERE tenant_id = $1 AND id = $2
@@ -287,30 +321,7 @@ pub async fn update_status(
     .bind(report.provider_message_id.as_deref())
     .bind(&sources)
     .fetch_optional(tx.conn())
-    .await?;
-
-    if let Some(Applied {
-        previous_status,
-        message,
-    }) = applied
-    {
-        if let Some(campaign) = message.campaign_id {
-            count(tx, campaign, CounterDelta::between(previous_status, to)).await?;
-        }
-        return Ok(Some(Outcome::Applied {
-            message,
-            from: previous_status,
-        }));
-    }
-    // Not applied: the message is missing, or its status is one the report may not follow.
-    // Statuses only move forward, so what is read now still refuses the report.
-    let Some(message) = get(tx, id).await? else {
-        return Ok(None);
-    };
-    let reason = advance(message.status, to)
-        .err()
-        .unwrap_or(Ignored::Same(message.status));
-    Ok(Some(Outcome::Ignored { message, reason }))
+    .await
 }
 
 /// Adds one message's move to its campaign's counters, in the caller's transaction.

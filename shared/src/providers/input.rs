@@ -84,6 +84,66 @@ fn bounded(raw: i32) -> Result<i32, Invalid> {
     }
 }
 
+/// What one kind of provider takes beyond the common settings.
+#[derive(Default)]
+struct Settings {
+    url: Option<Url>,
+    account_sid: Option<String>,
+    from: Option<String>,
+    secret: Option<Credential>,
+}
+
+fn refuse(errors: &mut FieldErrors, pointer: &str, present: bool) {
+    if present {
+        errors.push(pointer, "does not apply to this kind of provider");
+    }
+}
+
+fn refuse_twilio(input: &PutProvider, errors: &mut FieldErrors) {
+    refuse(errors, "/accountSid", input.account_sid.is_some());
+    refuse(errors, "/authToken", input.auth_token.is_some());
+    refuse(errors, "/from", input.from.is_some());
+}
+
+/// `http`: a URL, and a signing secret generated here.
+fn http_settings(input: &PutProvider, errors: &mut FieldErrors) -> Settings {
+    let mut settings = Settings::default();
+    match input.url.as_deref() {
+        Some(u) => settings.url = errors.check("/url", endpoint(u)),
+        None => errors.push("/url", "is required for the http provider"),
+    }
+    refuse_twilio(input, errors);
+    match crate::webhooks::secret::Secret::generate() {
+        Ok(s) => settings.secret = Some(Credential::from(s.expose().to_owned())),
+        Err(_) => errors.push("", "no random source for a signing secret"),
+    }
+    settings
+}
+
+/// `twilio`: the account SID, its auth token and the sending number, all required.
+fn twilio_settings(input: &PutProvider, errors: &mut FieldErrors) -> Settings {
+    let mut settings = Settings::default();
+    refuse(errors, "/url", input.url.is_some());
+    let required = "is required for the twilio provider";
+    match input.account_sid.as_deref() {
+        Some(s) => settings.account_sid = errors.check("/accountSid", token(s, "the SID")),
+        None => errors.push("/accountSid", required),
+    }
+    match input.auth_token.as_deref() {
+        Some(t) => {
+            settings.secret = errors
+                .check("/authToken", token(t, "the token"))
+                .map(Credential::from)
+        }
+        None => errors.push("/authToken", required),
+    }
+    match input.from.as_deref() {
+        Some(f) => settings.from = errors.check("/from", sender(f)),
+        None => errors.push("/from", required),
+    }
+    settings
+}
+
 impl NewProvider {
     pub fn parse(input: PutProvider) -> Result<NewProvider, Vec<FieldError>> {
         let mut errors = FieldErrors::default();
@@ -98,57 +158,22 @@ impl NewProvider {
         let max = input
             .max_consecutive_failures
             .map(|m| errors.check("/maxConsecutiveFailures", bounded(m)));
-        let mut url = None;
-        let mut account_sid = None;
-        let mut from = None;
-        let mut secret = None;
-        let refuse = |errors: &mut FieldErrors, pointer: &str, present: bool| {
-            if present {
-                errors.push(pointer, "does not apply to this kind of provider");
-            }
-        };
-        match kind {
-            Some(ProviderKind::Http) => {
-                match input.url.as_deref() {
-                    Some(u) => url = errors.check("/url", endpoint(u)),
-                    None => errors.push("/url", "is required for the http provider"),
-                }
-                refuse(&mut errors, "/accountSid", input.account_sid.is_some());
-                refuse(&mut errors, "/authToken", input.auth_token.is_some());
-                refuse(&mut errors, "/from", input.from.is_some());
-                match crate::webhooks::secret::Secret::generate() {
-                    Ok(s) => secret = Some(Credential::from(s.expose().to_owned())),
-                    Err(_) => errors.push("", "no random source for a signing secret"),
-                }
-            }
-            Some(ProviderKind::Twilio) => {
-                refuse(&mut errors, "/url", input.url.is_some());
-                let required = "is required for the twilio provider";
-                match input.account_sid.as_deref() {
-                    Some(s) => account_sid = errors.check("/accountSid", token(s, "the SID")),
-                    None => errors.push("/accountSid", required),
-                }
-                match input.auth_token.as_deref() {
-                    Some(t) => {
-                        secret = errors
-                            .check("/authToken", token(t, "the token"))
-                            .map(Credential::from)
-                    }
-                    None => errors.push("/authToken", required),
-                }
-                match input.from.as_deref() {
-                    Some(f) => from = errors.check("/from", sender(f)),
-                    None => errors.push("/from", required),
-                }
-            }
+        let settings = match kind {
+            Some(ProviderKind::Http) => http_settings(&input, &mut errors),
+            Some(ProviderKind::Twilio) => twilio_settings(&input, &mut errors),
             Some(ProviderKind::Log) => {
                 refuse(&mut errors, "/url", input.url.is_some());
-                refuse(&mut errors, "/accountSid", input.account_sid.is_some());
-                refuse(&mut errors, "/authToken", input.auth_token.is_some());
-                refuse(&mut errors, "/from", input.from.is_some());
+                refuse_twilio(&input, &mut errors);
+                Settings::default()
             }
-            None => {}
-        }
+            None => Settings::default(),
+        };
+        let Settings {
+            url,
+            account_sid,
+            from,
+            secret,
+        } = settings;
         errors.finish(|| NewProvider {
             kind: kind.expect("checked"),
             url,

@@ -266,25 +266,7 @@ impl Dispatcher {
 
     /// Posts a batch: connections concurrently, each connection's events in order.
     async fn post(&self, tenant: Uuid, events: &[Pending], targets: Vec<Target>) -> Posted {
-        let frames: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
-            events
-                .iter()
-                .map(|e| {
-                    let frame = EventFrame {
-                        id: e.id,
-                        kind: &e.kind,
-                        tenant_id: tenant,
-                        timestamp: e.created_at,
-                        actor: e.actor.as_ref(),
-                        payload: &e.payload,
-                    };
-                    (
-                        e.kind.clone(),
-                        serde_json::to_vec(&frame).unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        );
+        let frames = Arc::new(frames(tenant, events));
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for target in targets {
@@ -294,8 +276,7 @@ impl Dispatcher {
             if wanted.is_empty() {
                 continue;
             }
-            let frames = Arc::clone(&frames);
-            let permits = Arc::clone(&permits);
+            let (frames, permits) = (Arc::clone(&frames), Arc::clone(&permits));
             let client = self.connections.clone();
             tasks.spawn(async move {
                 let mut posted = Posted::default();
@@ -328,6 +309,25 @@ impl Dispatcher {
         }
         all
     }
+}
+
+/// Each event's type and its frame, serialised once for every connection.
+fn frames(tenant: Uuid, events: &[Pending]) -> Vec<(String, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| {
+            let frame = EventFrame {
+                id: e.id,
+                kind: &e.kind,
+                tenant_id: tenant,
+                timestamp: e.created_at,
+                actor: e.actor.as_ref(),
+                payload: &e.payload,
+            };
+            let bytes = serde_json::to_vec(&frame).unwrap_or_default();
+            (e.kind.clone(), bytes)
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -133,6 +133,12 @@ pub async fn send(egress: &Egress, delivery: &Delivery) -> Attempt {
         Ok(response) => response,
         Err(e) => return Attempt::failed(started.elapsed(), describe(&e)),
     };
+    answered(response, started, now).await
+}
+
+/// What the receiver's answer comes to: its status, the start of its body, the error that
+/// names a failure, and the `Retry-After` heeded on 429, 502 and 504.
+async fn answered(response: reqwest::Response, started: Instant, now: OffsetDateTime) -> Attempt {
     let status = response.status();
     let retry_after = matches!(status.as_u16(), 429 | 502 | 504)
         .then(|| response.headers().get("retry-after"))
