@@ -263,14 +263,19 @@ impl App {
         let token = auth::bearer_token(req.headers()).map_err(unauthenticated)?;
         let tx = match Secret::from_bearer(token) {
             Some(key) => self.enter_with_key(req, &key, read_only).await?,
-            None => self.enter_as_member(req, read_only).await?,
+            None => self.enter_as_member(req, token, read_only).await?,
         };
         metrics::enter_tenant(tx.tenant(), &self.observer);
         Ok(tx)
     }
 
-    async fn enter_as_member(&self, req: &Request, read_only: bool) -> Result<TenantTx, Problem> {
-        let claims = self.caller(req).await?;
+    async fn enter_as_member(
+        &self,
+        req: &Request,
+        token: &str,
+        read_only: bool,
+    ) -> Result<TenantTx, Problem> {
+        let claims = self.verifier.verify(token).await.map_err(unauthenticated)?;
         let tenant = named_tenant(req, claims.tenant_id.as_deref())?;
         let request_id = metrics::request_id();
         let tx = if read_only {
@@ -294,13 +299,10 @@ impl App {
         key: &Secret,
         read_only: bool,
     ) -> Result<TenantTx, Problem> {
-        let request_id = metrics::request_id();
+        let (request_id, hash) = (metrics::request_id(), key.hash());
         let refused = || Problem::unauthenticated("the API key is unknown, revoked or expired");
-        let mut entry = (self
-            .db
-            .begin_api_key(&key.hash(), &request_id, read_only)
-            .await?)
-            .ok_or_else(refused)?;
+        let mut entry =
+            (self.db.begin_api_key(&hash, &request_id, read_only).await?).ok_or_else(refused)?;
         let tenant = entry.tx.tenant();
         if named_tenant(req, Some(&tenant.to_string()))? != tenant {
             entry.tx.rollback().await?;
@@ -312,10 +314,7 @@ impl App {
             };
             entry.tx.rollback().await?;
             self.db.touch_api_key(id).await?;
-            entry = (self
-                .db
-                .begin_api_key(&key.hash(), &request_id, read_only)
-                .await?)
+            entry = (self.db.begin_api_key(&hash, &request_id, read_only).await?)
                 .ok_or_else(refused)?;
         }
         Ok(entry.tx)

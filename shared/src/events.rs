@@ -2,6 +2,7 @@
 //! dispatcher later delivers it to WebSocket subscribers and webhooks.
 
 use serde::Serialize;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
@@ -93,7 +94,7 @@ pub async fn emit<T: Serialize>(
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     let payload = serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let (tenant, actor) = (tx.tenant(), actor(tx)?);
+    let (tenant, actor) = (tx.tenant(), Json(tx.actor().clone()));
     sqlx::query(
         "INSERT INTO outbox_events (tenant_id, id, type, payload, actor) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -122,7 +123,7 @@ pub async fn emit_all<T: Serialize>(
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let (tenant, actor) = (tx.tenant(), actor(tx)?);
+    let (tenant, actor) = (tx.tenant(), Json(tx.actor().clone()));
     sqlx::query(
         "INSERT INTO outbox_events (tenant_id, id, type, payload, actor)
          SELECT $1, id, $3, payload, $5 FROM unnest($2::uuid[], $4::jsonb[]) AS e(id, payload)",
@@ -135,11 +136,6 @@ pub async fn emit_all<T: Serialize>(
     .execute(tx.conn())
     .await?;
     Ok(())
-}
-
-/// The transaction's actor, as the outbox stores it.
-fn actor(tx: &TenantTx) -> Result<serde_json::Value, sqlx::Error> {
-    serde_json::to_value(tx.actor()).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
 /// One event of the history (`GET /api/events`), as WebSocket subscribers receive it, with

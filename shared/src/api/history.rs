@@ -8,7 +8,7 @@ use crate::auth::Access;
 use crate::domain::{Cursor, Limit, parse_time, parse_uuid};
 use crate::events::{self, Event, EventType, HistoryQuery};
 use crate::http::problem::ProblemDocument;
-use crate::http::{Body, Problem, Request, Response, request, response};
+use crate::http::{Body, Problem, Request, Response, paging, request, response};
 
 crate::domain::page! {
     /// A page of the tenant's events.
@@ -32,19 +32,16 @@ crate::domain::page! {
         (status = 404, description = "`after` or `cursor` names no event of this tenant (or one already purged)", body = ProblemDocument, content_type = "application/problem+json"),
     ))]
 pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
-    let query = history_query(req)?;
+    let (query, limit) = history_query(req)?;
     let mut tx = app.begin(req, Access::Read).await?;
     let mut items = events::history(&mut tx, &query)
         .await?
         .ok_or_else(|| Problem::not_found("event"))?;
     tx.commit().await?;
-    let limit = query.limit as usize;
-    let next_cursor = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        let last = items[limit - 1].id;
-        let order = if query.ascending { "a" } else { "d" };
-        format!("{order}{}", Cursor::after(last).encode())
-    });
+    // The cursor names its order too: the next page goes on the same way.
+    let order = if query.ascending { "a" } else { "d" };
+    let next_cursor =
+        paging::next_cursor(&mut items, limit, |e| e.id).map(|c| order.to_owned() + &c);
     let page = EventPage {
         items,
         total: None,
@@ -53,7 +50,8 @@ pub async fn list(app: &App, req: &Request) -> Result<Response<Body>, Problem> {
     response::json(StatusCode::OK, &page)
 }
 
-fn history_query(req: &Request) -> Result<HistoryQuery, Problem> {
+/// The query, and the page size it fetches one more than.
+fn history_query(req: &Request) -> Result<(HistoryQuery, Limit), Problem> {
     let param = |name| request::query(req, name);
     let field =
         |pointer: &'static str| move |e: crate::domain::Invalid| Problem::field(pointer, e.0);
@@ -74,7 +72,7 @@ fn history_query(req: &Request) -> Result<HistoryQuery, Problem> {
         (None, Some((ascending, id))) => (ascending, Some(id)),
         (None, None) => (false, None),
     };
-    Ok(HistoryQuery {
+    let query = HistoryQuery {
         ascending,
         cursor,
         types: event_types(param("type"))?,
@@ -87,7 +85,8 @@ fn history_query(req: &Request) -> Result<HistoryQuery, Problem> {
             .transpose()
             .map_err(field("/until"))?,
         limit: i64::from(limit.get()),
-    })
+    };
+    Ok((query, limit))
 }
 
 /// A cursor this endpoint issued: its order (`a` or `d`) and the last event of the page.

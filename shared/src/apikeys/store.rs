@@ -25,7 +25,7 @@ pub async fn insert(
             "a tenant holds at most {MAX_LIVE_KEYS} live API keys; revoke one first"
         )));
     }
-    let created_by = serde_json::to_value(tx.actor()).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let created_by = sqlx::types::Json(tx.actor().clone());
     let row: ApiKeyRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO api_keys (tenant_id, id, name, role, prefix, hash, created_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"

@@ -672,12 +672,6 @@ impl TenantTx {
         &self.actor
     }
 
-    /// The same transaction acting for `actor` (a provider callback, Herald's own work).
-    pub fn acting_as(mut self, actor: Actor) -> TenantTx {
-        self.actor = actor;
-        self
-    }
-
     /// Enters `tenant` in an open transaction for Herald's own background work (see
     /// [`Database::begin_service`]); e.g. after a definer function locked the row to work on.
     pub async fn service(

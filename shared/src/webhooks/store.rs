@@ -243,7 +243,7 @@ pub async fn queue_test(
     payload: &serde_json::Value,
 ) -> Result<Uuid, sqlx::Error> {
     let tenant = tx.tenant();
-    let actor = serde_json::to_value(tx.actor()).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let actor = sqlx::types::Json(tx.actor().clone());
     let id = sqlx::query_scalar(
         "INSERT INTO webhook_deliveries
              (tenant_id, webhook_id, event_id, event_type, payload, event_created_at, actor)
